@@ -1,0 +1,50 @@
+//! Descriptors: the ones ferrinit inherited go to the child and then leave ferrinit; the ones
+//! ferrinit opens itself are close-on-exec, so they never reach the child.
+
+use nix::errno::Errno;
+
+/// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
+/// be handed to the child as stdin, stdout or stderr. Fill each gap with a close-on-exec
+/// placeholder: ferrinit keeps it, `exec` drops it, and the child finds its stdio exactly as
+/// closed as ferrinit did.
+pub fn reserve_closed_stdio() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        let closed =
+            unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 && Errno::last() == Errno::EBADF;
+        if closed {
+            // The lowest free descriptor is `fd` itself, since the lower ones are now all open.
+            // An O_PATH handle on "/" cannot fail for lack of a file and is useless if written to.
+            // SAFETY: the path is a valid C string; the result is checked by the caller's use.
+            unsafe {
+                libc::open(
+                    c"/".as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+        }
+    }
+}
+
+/// Closes every descriptor from 3 up. Called once the child exists: it has its copies of what
+/// ferrinit inherited (socket activation, a runtime's pipes), and ferrinit must not hold them
+/// open (a pipe's reader would never see end-of-file).
+pub fn close_inherited() {
+    // SAFETY: close_range has no memory-safety preconditions; ferrinit holds no descriptor of its
+    // own above 2 at this point.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0;
+    if !closed {
+        // Kernels before 5.9: close what /proc lists.
+        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd > 2)
+            .collect();
+        for fd in open {
+            // SAFETY: closing a descriptor we do not use any more; EBADF (the listing's own
+            // descriptor, already closed) is harmless.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Signals: their names, the mask that makes them deliverable to PID 1, and the wait for them.
+//!
+//! ferrinit installs no signal handler. It blocks every signal it may receive before the child
+//! exists and takes them one at a time with `sigwaitinfo`. A blocked signal is never dropped by
+//! the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
+
+use std::fmt;
+use std::mem::MaybeUninit;
+use std::str::FromStr;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::unistd::Pid;
+
+/// A signal number, standard or real-time (nix's `Signal` cannot hold real-time ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sig(i32);
+
+impl Sig {
+    pub const HUP: Sig = Sig(libc::SIGHUP);
+    pub const INT: Sig = Sig(libc::SIGINT);
+    pub const KILL: Sig = Sig(libc::SIGKILL);
+    pub const TERM: Sig = Sig(libc::SIGTERM);
+    pub const CHLD: Sig = Sig(libc::SIGCHLD);
+    pub const CONT: Sig = Sig(libc::SIGCONT);
+
+    /// The highest signal number the kernel knows (64 on Linux).
+    pub fn max() -> i32 {
+        libc::SIGRTMAX()
+    }
+
+    pub fn from_number(number: i32) -> Option<Sig> {
+        (1..=Self::max()).contains(&number).then_some(Sig(number))
+    }
+
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// Whether ferrinit can receive this signal at all (see [`collected_set`]).
+    pub fn is_collected(self) -> bool {
+        // SAFETY: `sigismember` only reads the set, which `collected_set` fully initialised.
+        unsafe { libc::sigismember(collected_set().as_ref(), self.0) == 1 }
+    }
+}
+
+/// Names without the `SIG` prefix that the kernel headers spell differently from nix.
+const ALIASES: &[(&str, i32)] = &[
+    ("IOT", libc::SIGIOT),
+    ("CLD", libc::SIGCHLD),
+    ("POLL", libc::SIGPOLL),
+];
+
+fn standard_name(number: i32) -> Option<&'static str> {
+    Signal::try_from(number).ok().map(Signal::as_str)
+}
+
+impl fmt::Display for Sig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        match self.0 {
+            n if n == min => f.write_str("SIGRTMIN"),
+            n if n == max => f.write_str("SIGRTMAX"),
+            n if n > min && n < max => write!(f, "SIGRTMIN+{}", n - min),
+            n => match standard_name(n) {
+                Some(name) => f.write_str(name),
+                None => write!(f, "SIG{n}"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal '{0}' (use a name such as TERM or SIGRTMIN+3, or a number from 1 to 64)")]
+pub struct UnknownSignal(pub String);
+
+/// Accepts `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN`, `RTMIN+3`, `SIGRTMAX-2`.
+impl FromStr for Sig {
+    type Err = UnknownSignal;
+
+    fn from_str(input: &str) -> Result<Sig, UnknownSignal> {
+        let unknown = || UnknownSignal(input.to_owned());
+        let upper = input.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        let number = if let Some(offset) = name.strip_prefix("RTMIN") {
+            rt_offset(offset, '+').and_then(|k| libc::SIGRTMIN().checked_add(k))
+        } else if let Some(offset) = name.strip_prefix("RTMAX") {
+            rt_offset(offset, '-').and_then(|k| libc::SIGRTMAX().checked_sub(k))
+        } else if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+            name.parse::<i32>().ok()
+        } else {
+            let standard = Signal::iterator()
+                .find(|s| &s.as_str()[3..] == name)
+                .map(|s| s as i32);
+            standard.or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|&(_, n)| n))
+        };
+        let number = number.ok_or_else(unknown)?;
+        let in_rt_range = (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&number);
+        if (name.starts_with("RTMIN") || name.starts_with("RTMAX")) && !in_rt_range {
+            return Err(unknown());
+        }
+        Sig::from_number(number).ok_or_else(unknown)
+    }
+}
+
+/// `""` is 0; `"+3"` (or `"-3"` for RTMAX) is 3; anything else is not an offset.
+fn rt_offset(text: &str, sign: char) -> Option<i32> {
+    if text.is_empty() {
+        return Some(0);
+    }
+    let digits = text.strip_prefix(sign)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<i32>().ok()
+}
+
+/// Every signal ferrinit collects: all but SIGKILL and SIGSTOP (which cannot be blocked) and the
+/// synchronous faults, which must stay deliverable so that a fault in ferrinit kills it rather
+/// than hanging it. glibc keeps its two internal real-time signals out of any filled set.
+pub fn collected_set() -> SigSet {
+    let mut set = SigSet::all();
+    for never in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGABRT,
+        Signal::SIGTRAP,
+        Signal::SIGSYS,
+    ] {
+        set.remove(never);
+    }
+    set
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("cannot block signals: {0}")]
+    Block(#[source] Errno),
+    #[error("cannot reset the inherited SIGCHLD disposition: {0}")]
+    Sigchld(#[source] Errno),
+}
+
+/// What ferrinit changed about signals, and what the child must get back.
+pub struct SignalState {
+    collected: SigSet,
+    inherited_mask: SigSet,
+    /// Set when ferrinit started with SIGCHLD ignored (or with SA_NOCLDWAIT): the kernel would then
+    /// reap children behind our back and lose their exit status, so ferrinit resets it for itself.
+    inherited_sigchld: Option<libc::sigaction>,
+}
+
+impl SignalState {
+    /// Blocks every collected signal. Must run before anything else, above all before the child
+    /// exists: a signal that arrives from here on waits for the main loop instead of being lost.
+    pub fn take_over() -> Result<SignalState, SignalError> {
+        let collected = collected_set();
+        let mut inherited_mask = SigSet::empty();
+        nix::sys::signal::sigprocmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&collected),
+            Some(&mut inherited_mask),
+        )
+        .map_err(SignalError::Block)?;
+        let inherited_sigchld = reset_sigchld_if_ignored()?;
+        Ok(SignalState {
+            collected,
+            inherited_mask,
+            inherited_sigchld,
+        })
+    }
+
+    /// Restores the signal state ferrinit was started with. Only async-signal-safe calls: this
+    /// runs in the forked child before `exec`.
+    pub fn restore_inherited_in_child(&self) {
+        if let Some(action) = &self.inherited_sigchld {
+            // SAFETY: `action` is the valid sigaction that the kernel gave us at start-up.
+            unsafe { libc::sigaction(libc::SIGCHLD, action, std::ptr::null_mut()) };
+        }
+        // SAFETY: the set is initialised; sigprocmask is async-signal-safe.
+        unsafe {
+            libc::sigprocmask(
+                libc::SIG_SETMASK,
+                self.inherited_mask.as_ref(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
+    /// Returns `None` once the deadline has passed.
+    pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
+        loop {
+            let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+            let set = self.collected.as_ref();
+            let result = match deadline {
+                // SAFETY: `set` is initialised and `info` is writable storage for one siginfo_t.
+                None => unsafe { libc::sigwaitinfo(set, info.as_mut_ptr()) },
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let timeout = libc::timespec {
+                        tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+                        tv_nsec: left.subsec_nanos().into(),
+                    };
+                    // SAFETY: as above; `timeout` is a valid timespec.
+                    unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), &timeout) }
+                }
+            };
+            if result > 0 {
+                // SAFETY: on success the kernel filled in `info`.
+                let info = unsafe { info.assume_init() };
+                // SAFETY: si_pid is meaningful for the signals we log it for; for the others the
+                // field holds zero or garbage that is only ever printed.
+                let sender = unsafe { info.si_pid() };
+                return Some(Received {
+                    sig: Sig(result),
+                    sender,
+                });
+            }
+            match Errno::last() {
+                Errno::EAGAIN => return None,
+                // EINTR: woken by a stop/continue, or by a signal outside the set. Wait again.
+                _ => continue,
+            }
+        }
+    }
+}
+
+pub struct Received {
+    pub sig: Sig,
+    pub sender: libc::pid_t,
+}
+
+fn reset_sigchld_if_ignored() -> Result<Option<libc::sigaction>, SignalError> {
+    let mut current = MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action only queries; `current` is writable storage.
+    if unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), current.as_mut_ptr()) } != 0 {
+        return Err(SignalError::Sigchld(Errno::last()));
+    }
+    // SAFETY: sigaction succeeded, so it filled `current`.
+    let current = unsafe { current.assume_init() };
+    let ignored = current.sa_sigaction == libc::SIG_IGN;
+    if !ignored && current.sa_flags & libc::SA_NOCLDWAIT == 0 {
+        return Ok(None);
+    }
+    // SAFETY: an all-zero sigaction is SIG_DFL with no flags and an empty mask.
+    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: `default` is a valid sigaction.
+    if unsafe { libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut()) } != 0 {
+        return Err(SignalError::Sigchld(Errno::last()));
+    }
+    Ok(Some(current))
+}
+
+/// Where a forwarded signal goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    Process(Pid),
+    Group(Pid),
+}
+
+impl Target {
+    pub fn send(self, sig: Sig) -> Result<(), Errno> {
+        let pid = match self {
+            Target::Process(pid) => pid.as_raw(),
+            Target::Group(pgid) => -pgid.as_raw(),
+        };
+        // SAFETY: kill has no memory-safety preconditions. `pid` is never 0 or -1 here: both
+        // variants hold a child's pid, which is > 1.
+        Errno::result(unsafe { libc::kill(pid, sig.0) }).map(drop)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Process(pid) => write!(f, "child {pid}"),
+            Target::Group(pgid) => write!(f, "process group {pgid}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<i32, UnknownSignal> {
+        s.parse::<Sig>().map(Sig::number)
+    }
+
+    #[test]
+    fn parses_names_with_or_without_sig_in_any_case() {
+        for s in ["TERM", "SIGTERM", "sigterm", "Term", "15"] {
+            assert_eq!(parse(s), Ok(libc::SIGTERM), "{s}");
+        }
+        assert_eq!(parse("usr1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse("SIGWINCH"), Ok(libc::SIGWINCH));
+        assert_eq!(parse("iot"), Ok(libc::SIGABRT));
+        assert_eq!(parse("CLD"), Ok(libc::SIGCHLD));
+    }
+
+    #[test]
+    fn parses_real_time_signals_relative_to_glibc_sigrtmin() {
+        assert_eq!(parse("RTMIN"), Ok(libc::SIGRTMIN()));
+        assert_eq!(parse("RTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        assert_eq!(parse("sigrtmax-1"), Ok(libc::SIGRTMAX() - 1));
+        assert_eq!(parse("SIGRTMAX"), Ok(64));
+        assert_eq!(parse("64"), Ok(64));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_signal() {
+        for s in [
+            "",
+            "SIG",
+            "NOPE",
+            "0",
+            "65",
+            "-1",
+            "+15",
+            "15 ",
+            " 15",
+            "RTMIN+",
+            "RTMIN-1",
+            "RTMAX+1",
+            "RTMIN+31",
+            "RTMAX-31",
+            "RTMIN+99999999999",
+            "TERM2",
+            "99999999999",
+        ] {
+            assert!(parse(s).is_err(), "{s:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn names_signals_the_way_kill_l_does() {
+        assert_eq!(Sig::TERM.to_string(), "SIGTERM");
+        assert_eq!(Sig(libc::SIGRTMIN() + 3).to_string(), "SIGRTMIN+3");
+        assert_eq!(Sig(libc::SIGRTMAX()).to_string(), "SIGRTMAX");
+        assert_eq!(Sig(32).to_string(), "SIG32");
+    }
+
+    #[test]
+    fn every_signal_number_round_trips_through_its_name() {
+        for n in 1..=Sig::max() {
+            let name = Sig(n).to_string();
+            assert_eq!(parse(&name), Ok(n), "{name}");
+        }
+    }
+
+    #[test]
+    fn collects_everything_but_kill_stop_and_synchronous_faults() {
+        let uncollected: Vec<i32> = (1..=31).filter(|&n| !Sig(n).is_collected()).collect();
+        let mut expected = vec![
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGABRT,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ];
+        expected.sort();
+        assert_eq!(uncollected, expected);
+        assert!((libc::SIGRTMIN()..=libc::SIGRTMAX()).all(|n| Sig(n).is_collected()));
+    }
+}

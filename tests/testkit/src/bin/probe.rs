@@ -1,0 +1,354 @@
+//! The child that ferrinit's tests run: it reports what it inherited and what it receives, one
+//! line at a time on stdout, and makes orphans, stragglers and other trouble on request.
+//!
+//! Its own `main` (no Rust runtime start-up), so that `probe state` reports exactly the signal
+//! state it was exec'd with: Rust's runtime would set SIGPIPE to SIG_IGN first.
+
+#![no_main]
+
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::unistd::{ForkResult, Pid, fork, getpid};
+
+const USAGE: &str = "\
+usage: probe MODE [ARGS]
+  exit CODE            exit with CODE
+  die SIG              die of signal SIG (number)
+  state                print the signal state, process group, cwd, fds, argv and env inherited
+  signals [TAG]        print 'TAG ready', then 'TAG got SIGNAME' for every signal; exit 0 at EOF
+  group                'signals child', plus a grandchild in the same group: 'signals grandchild'
+  kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
+  orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
+  wave N               make N orphans that exit at once, as fast as possible; 'wave-done N'
+  straggler MODE       fork a grandchild that survives us: MODE is 'term' (exits on TERM after
+                       printing 'straggler got SIGTERM') or 'stubborn' (ignores TERM); prints
+                       'straggler PID ready'; then waits for stdin EOF (or exits at once with 'now')
+  ignore-all           ignore every signal, print 'ready', exit 0 at EOF
+  wait                 print 'ready', exit 0 at stdin EOF
+  tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
+";
+
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // Before anything else can change it.
+    let inherited_status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let number = |i: usize| arg(i).parse::<i32>().unwrap_or_else(|_| usage());
+    match arg(0) {
+        "exit" => number(1),
+        "die" => die(number(1)),
+        "state" => state(&inherited_status),
+        "signals" => signals(if arg(1).is_empty() { "probe" } else { arg(1) }),
+        "group" => group(),
+        "kill-init" => kill_init(number(1)),
+        "orphans" => orphans(number(1) as usize),
+        "wave" => wave(number(1) as usize),
+        "straggler" => straggler(arg(1), arg(2) == "now"),
+        "ignore-all" => ignore_all(),
+        "wait" => {
+            say("ready");
+            wait_for_eof()
+        }
+        "tty-read" => tty_read(),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprint!("{USAGE}");
+    std::process::exit(2)
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn wait_for_eof() -> i32 {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().lock().read_until(0, &mut sink);
+    0
+}
+
+pub fn signal_name(n: i32) -> String {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    match n {
+        n if n == min => "SIGRTMIN".into(),
+        n if n == max => "SIGRTMAX".into(),
+        n if n > min && n < max => format!("SIGRTMIN+{}", n - min),
+        n => Signal::try_from(n).map_or(format!("SIG{n}"), |s| s.as_str().into()),
+    }
+}
+
+fn die(sig: i32) -> i32 {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on valid arguments; resetting to SIG_DFL and unblocking makes the
+    // raised signal kill us.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(sig);
+    }
+    eprintln!("probe: signal {sig} did not kill us");
+    1
+}
+
+fn state(inherited_status: &str) -> i32 {
+    let field = |name: &str| {
+        inherited_status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or("?")
+            .trim()
+            .to_owned()
+    };
+    say(&format!("blocked {}", field("SigBlk")));
+    say(&format!("ignored {}", field("SigIgn")));
+    say(&format!("caught {}", field("SigCgt")));
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 1)..]
+        .split_whitespace()
+        .collect();
+    // state ppid pgrp session tty_nr tpgid
+    say(&format!(
+        "pid {} ppid {} pgid {} sid {} tpgid {}",
+        getpid(),
+        after.get(1).unwrap_or(&"?"),
+        after.get(2).unwrap_or(&"?"),
+        after.get(3).unwrap_or(&"?"),
+        after.get(5).unwrap_or(&"?"),
+    ));
+    let cwd = std::env::current_dir().map(|p| p.display().to_string());
+    say(&format!("cwd {}", cwd.unwrap_or_else(|e| format!("? {e}"))));
+    // The listing's own descriptor points at /proc/<pid>/fd: leave it out.
+    let own_dir = format!("/proc/{}/fd", getpid());
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).map_or(true, |t| t.as_os_str() != own_dir.as_str())
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    say(&format!("fds {}", fds.join(" ")));
+    for arg in std::env::args_os() {
+        say(&format!("arg {}", hex(arg.as_bytes())));
+    }
+    for (name, value) in std::env::vars_os() {
+        let mut entry = name.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        say(&format!("env {}", hex(&entry)));
+    }
+    0
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every signal a program can install a handler for, except SIGCHLD (our own children's noise).
+fn catchable() -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&n| !signal_hook::consts::FORBIDDEN.contains(&n))
+        .filter(|&n| n != libc::SIGCHLD && !(32..libc::SIGRTMIN()).contains(&n))
+        .collect()
+}
+
+/// Handles signals as an ordinary program does (signal-hook handlers), reporting each one.
+fn signals(tag: &str) -> i32 {
+    let mut received = signal_hook::iterator::Signals::new(catchable()).expect("register handlers");
+    std::thread::spawn(|| std::process::exit(wait_for_eof()));
+    say(&format!("{tag} ready"));
+    for sig in received.forever() {
+        say(&format!("{tag} got {}", signal_name(sig)));
+    }
+    0
+}
+
+fn group() -> i32 {
+    // SAFETY: single-threaded at this point; the child goes straight on to ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => signals("grandchild"),
+        ForkResult::Parent { .. } => signals("child"),
+    }
+}
+
+fn kill_init(sig: i32) -> i32 {
+    let mut received = signal_hook::iterator::Signals::new([sig]).expect("register handler");
+    // SAFETY: kill has no memory-safety preconditions.
+    let sent = unsafe { libc::kill(1, sig) };
+    assert_eq!(sent, 0, "kill(1, {sig})");
+    if let Some(got) = received.forever().next() {
+        say(&format!("got {}", signal_name(got)));
+    }
+    0
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe().expect("pipe")
+}
+
+/// N grandchildren whose parents exit at once: they are re-parented to the init. They wait on a
+/// pipe, so that each is alive (and pinned by a pidfd) before any of them exits.
+fn orphans(count: usize) -> i32 {
+    let (release_read, release_write) = pipe();
+    let (report_read, report_write) = pipe();
+    for _ in 0..count {
+        // SAFETY: single-threaded; both children only make async-signal-safe calls and _exit.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => unsafe {
+                match libc::fork() {
+                    0 => {
+                        let mut byte = 0u8;
+                        libc::close(release_write.as_raw_fd());
+                        libc::read(release_read.as_raw_fd(), (&raw mut byte).cast(), 1);
+                        libc::_exit(0)
+                    }
+                    grandchild => {
+                        libc::write(report_write.as_raw_fd(), (&raw const grandchild).cast(), 4);
+                        libc::_exit(0)
+                    }
+                }
+            },
+            ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).expect("reap the middle process");
+            }
+        }
+    }
+    drop(report_write);
+    drop(release_read);
+    let mut pids = Vec::with_capacity(count);
+    let mut report = std::fs::File::from(report_read);
+    let mut buf = [0u8; 4];
+    while pids.len() < count {
+        std::io::Read::read_exact(&mut report, &mut buf).expect("grandchild pid");
+        pids.push(i32::from_ne_bytes(buf));
+    }
+    let pidfds: Vec<OwnedFd> = pids.iter().filter_map(|&p| pidfd_open(p)).collect();
+    assert_eq!(pidfds.len(), count, "every orphan is alive until released");
+    say(&format!("orphans {count}"));
+    drop(release_write);
+    for pidfd in &pidfds {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::NONE).expect("poll pidfd");
+    }
+    say(&format!("orphans-exited {count}"));
+    wait_for_eof()
+}
+
+/// N orphans that exit immediately, as fast as fork allows (load for the reaper).
+fn wave(count: usize) -> i32 {
+    for _ in 0..count {
+        // SAFETY: both children only call _exit/fork.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                libc::fork();
+                libc::_exit(0)
+            },
+            -1 => {
+                eprintln!("probe: fork failed: {}", std::io::Error::last_os_error());
+                return 1;
+            }
+            child => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            }
+        }
+    }
+    say(&format!("wave-done {count}"));
+    wait_for_eof()
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: no memory-safety preconditions.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A grandchild that outlives us: it reports the drain signal, or ignores it.
+fn straggler(mode: &str, exit_now: bool) -> i32 {
+    let stubborn = match mode {
+        "term" => false,
+        "stubborn" => true,
+        _ => usage(),
+    };
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded here; the grandchild continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            // Its own group, so that only a drain (never a forward to the child) reaches it.
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            if stubborn {
+                // SAFETY: ignoring a signal installs no handler code.
+                unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("ignore TERM");
+                say(&format!("straggler {} ready", getpid()));
+                drop(ready_write);
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            let mut term = signal_hook::iterator::Signals::new([libc::SIGTERM]).expect("handler");
+            say(&format!("straggler {} ready", getpid()));
+            drop(ready_write);
+            if term.forever().next().is_some() {
+                say("straggler got SIGTERM");
+            }
+            std::process::exit(0)
+        }
+        ForkResult::Parent { .. } => {
+            drop(ready_write);
+            // Ready once the straggler has closed its end.
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            if exit_now { 0 } else { wait_for_eof() }
+        }
+    }
+}
+
+fn ignore_all() -> i32 {
+    for n in catchable() {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { libc::signal(n, libc::SIG_IGN) };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).expect("unblock");
+    say("ready");
+    wait_for_eof()
+}
+
+fn tty_read() -> i32 {
+    say("ready");
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) => {
+            say(&format!("read {}", line.trim_end()));
+            0
+        }
+        Err(e) => {
+            say(&format!("read-error {e}"));
+            1
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Test support for ferrinit: the static binaries under test, a way to run them as PID 1 of a new
+//! PID namespace, and line-based handshakes with the `probe` child, all with deadlines so that a
+//! broken build fails instead of hanging.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// Generous: only there so that a broken ferrinit fails a test rather than hanging it.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The binaries under test, built static (as shipped) by `cargo build --release`.
+pub struct Artifacts {
+    pub ferrinit: PathBuf,
+    pub probe: PathBuf,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds (once per test binary; cargo makes later calls no-ops) the static release ferrinit
+/// and the probe. `FERRINIT_BIN` / `FERRINIT_PROBE` point the tests at prebuilt ones instead.
+pub fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let from_env = |name| std::env::var_os(name).map(PathBuf::from);
+        if let (Some(ferrinit), Some(probe)) =
+            (from_env("FERRINIT_BIN"), from_env("FERRINIT_PROBE"))
+        {
+            return Artifacts { ferrinit, probe };
+        }
+        let built = build_static(&["ferrinit", "ferrinit-testkit"]);
+        let find = |name: &str| {
+            built
+                .iter()
+                .find(|p| p.file_name() == Some(OsStr::new(name)))
+                .cloned()
+                .unwrap_or_else(|| panic!("cargo built no '{name}': {built:?}"))
+        };
+        Artifacts {
+            ferrinit: find("ferrinit"),
+            probe: find("probe"),
+        }
+    })
+}
+
+/// The README's static build: `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
+/// --target x86_64-unknown-linux-gnu`. Returns the executables cargo reports.
+pub fn build_static(packages: &[&str]) -> Vec<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace_root())
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu"])
+        .args(["--bins", "--message-format=json-render-diagnostics"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run cargo");
+    assert!(output.status.success(), "static build failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let start = line.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = start + line[start..].find('"')?;
+            Some(PathBuf::from(&line[start..end]))
+        })
+        .collect()
+}
+
+pub fn ferrinit() -> &'static Path {
+    &artifacts().ferrinit
+}
+
+pub fn probe() -> &'static Path {
+    &artifacts().probe
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// `ferrinit ARGS` as PID 1 of a new PID namespace with its own /proc. Without root, a user
+/// namespace maps us to root inside it. `--kill-child` takes the namespace down with unshare
+/// should the test die.
+pub fn as_pid1<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    // By full path: a test may give the command another PATH.
+    let mut command = Command::new(which("unshare").expect("unshare (util-linux) is installed"));
+    if !is_root() {
+        command.args(["--user", "--map-root-user"]);
+    }
+    command
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(ferrinit())
+        .args(args);
+    command
+}
+
+/// `ferrinit ARGS` as a plain process (not PID 1).
+pub fn as_process<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(ferrinit());
+    command.args(args);
+    command
+}
+
+/// A `Command` whose stdout and stderr come back as lines, with deadlines on everything.
+pub struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+impl Finished {
+    /// The exit code, or 128+N for a death by signal N (as a shell reports it).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .or(self.status.signal().map(|s| 128 + s))
+            .expect("exited or killed")
+    }
+}
+
+impl Running {
+    pub fn start(mut command: Command) -> Running {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = command.spawn().expect("cannot spawn");
+        let stdout = Lines::read(child.stdout.take().expect("piped"));
+        let stderr = Lines::read(child.stderr.take().expect("piped"));
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The pid of the process started (unshare, when run as PID 1).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Host pid of ferrinit: unshare's only child when run as PID 1, the process itself otherwise.
+    /// Call after a handshake, so that ferrinit is sure to exist.
+    pub fn init_pid(&self) -> i32 {
+        let unshare = self.pid();
+        let comm = std::fs::read_to_string(format!("/proc/{unshare}/comm")).unwrap_or_default();
+        if comm.trim() != "unshare" {
+            return unshare;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .expect("children of unshare");
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("unshare has forked ferrinit")
+    }
+
+    /// Sends `sig` to ferrinit itself.
+    pub fn signal_init(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own descendant.
+        let result = unsafe { libc::kill(self.init_pid(), sig) };
+        assert_eq!(result, 0, "kill({}, {sig}) failed", self.init_pid());
+    }
+
+    /// Waits for a stdout line that contains `needle`, and returns it.
+    pub fn expect_stdout(&self, needle: &str) -> String {
+        self.stdout.expect(needle, "stdout")
+    }
+
+    /// Waits for a stderr line that contains `needle`, and returns it.
+    pub fn expect_stderr(&self, needle: &str) -> String {
+        self.stderr.expect(needle, "stderr")
+    }
+
+    pub fn write_stdin(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(text.as_bytes()).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits (with [`TIMEOUT`]) for the exit, then for the output to end.
+    pub fn finish(mut self) -> Finished {
+        let status = wait_timeout(&mut self.child, TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "no exit within {TIMEOUT:?}; stdout {:?}, stderr {:?}",
+                self.stdout.all(),
+                self.stderr.all()
+            )
+        });
+        self.stdin = None;
+        Finished {
+            status,
+            stdout: self.stdout.rest(),
+            stderr: self.stderr.rest(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Leave nothing behind when a test fails half-way: the whole group goes.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs to completion with stdin closed.
+pub fn run(command: Command) -> Finished {
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.finish()
+}
+
+/// Lines of a pipe, read by a thread; everything read is also kept for failure messages.
+pub struct Lines {
+    receiver: Receiver<String>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    pub fn read(pipe: impl std::io::Read + Send + 'static) -> Lines {
+        let (sender, receiver) = channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).split(b'\n') {
+                let Ok(line) = line else { break };
+                let line = String::from_utf8_lossy(&line).into_owned();
+                kept.lock().expect("lock").push(line.clone());
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { receiver, seen }
+    }
+
+    pub fn expect(&self, needle: &str, what: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no {what} line with {needle:?} in {TIMEOUT:?}; saw {:?}",
+                        self.all()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{what} ended without a line with {needle:?}; saw {:?}",
+                        self.all()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Every line not yet taken by `expect`, up to end-of-file or [`TIMEOUT`]. Lines already
+    /// matched by `expect` are not repeated.
+    pub fn rest(&self) -> Vec<String> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receiver.recv_timeout(left) {
+                Ok(line) => rest.push(line),
+                Err(RecvTimeoutError::Disconnected) => return rest,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("output never ended; saw {:?}", self.all())
+                }
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// Waits for a child with a deadline, using a pidfd: no polling loop.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    if let Some(pidfd) = pidfd_open(child.id() as i32) {
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        loop {
+            match poll(&mut fds, ms) {
+                Ok(0) => return None,
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => panic!("poll on pidfd: {e}"),
+            }
+        }
+    }
+    Some(child.wait().expect("wait"))
+}
+
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open has no memory-safety preconditions.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: on success the kernel returned a fresh descriptor that we now own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until a process (not necessarily our child) has exited, through its pidfd.
+pub fn wait_for_exit_of(pid: i32, timeout: Duration) -> bool {
+    let Some(pidfd) = pidfd_open(pid) else {
+        return true; // already gone
+    };
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, ms), Ok(n) if n > 0)
+}
+
+/// `/proc/<pid>/status` field, e.g. `status_field(pid, "SigBlk")`.
+pub fn status_field(pid: i32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Processes whose state is `Z` and whose parent is `parent`, from /proc.
+pub fn zombies_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                return false;
+            };
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str())
+        })
+        .collect()
+}
+
+/// A signal number by name, glibc's SIGRTMIN included, for building command lines.
+pub fn rtmin(offset: i32) -> i32 {
+    libc::SIGRTMIN() + offset
+}
+
+/// Where `program` is on our PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Whether `program` is on PATH; runtime tests say loudly when it is not.
+pub fn have(program: &str) -> bool {
+    which(program).is_some()
+}
+
+/// A test that cannot run here must fail in CI, and say so loudly on a laptop.
+pub fn require(program: &str) -> bool {
+    if have(program) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{program} is missing, and CI must run every test: install it (see .ci/run)"
+    );
+    eprintln!("SKIPPED: {program} is not installed; install it to run this test (see .ci/run)");
+    false
+}
+
+/// Direct children of `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// The descriptors `pid` holds open, sorted.
+pub fn fds_of(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+/// A fresh scratch directory under the target directory, removed by nobody: tests leave it for
+/// post-mortems, and `cargo clean` takes it.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = workspace_root()
+        .join("target/test-scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
