@@ -2,6 +2,7 @@
 //! PID namespace, and line-based handshakes with the `probe` child, all with deadlines so that a
 //! broken build fails instead of hanging.
 
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -249,9 +250,12 @@ pub fn run(command: Command) -> Finished {
     running.finish()
 }
 
-/// Lines of a pipe, read by a thread; everything read is also kept for failure messages.
+/// Lines of a pipe, read by a thread. `expect` takes the first line that matches, wherever it is:
+/// lines from several processes sharing a pipe interleave in any order, and the ones skipped stay
+/// available to later calls.
 pub struct Lines {
     receiver: Receiver<String>,
+    pending: Mutex<VecDeque<String>>,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -270,16 +274,24 @@ impl Lines {
                 }
             }
         });
-        Lines { receiver, seen }
+        Lines {
+            receiver,
+            pending: Mutex::new(VecDeque::new()),
+            seen,
+        }
     }
 
     pub fn expect(&self, needle: &str, what: &str) -> String {
+        let mut pending = self.pending.lock().expect("lock");
+        if let Some(i) = pending.iter().position(|line| line.contains(needle)) {
+            return pending.remove(i).expect("in range");
+        }
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.receiver.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
+                Ok(line) => pending.push_back(line),
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
                         "no {what} line with {needle:?} in {TIMEOUT:?}; saw {:?}",
@@ -296,11 +308,10 @@ impl Lines {
         }
     }
 
-    /// Every line not yet taken by `expect`, up to end-of-file or [`TIMEOUT`]. Lines already
-    /// matched by `expect` are not repeated.
+    /// Every line not taken by `expect`, up to end-of-file or [`TIMEOUT`].
     pub fn rest(&self) -> Vec<String> {
+        let mut rest: Vec<String> = self.pending.lock().expect("lock").drain(..).collect();
         let deadline = Instant::now() + TIMEOUT;
-        let mut rest = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.receiver.recv_timeout(left) {
@@ -310,6 +321,13 @@ impl Lines {
                     panic!("output never ended; saw {:?}", self.all())
                 }
             }
+        }
+    }
+
+    /// Counts lines containing `needle` until `count` have come, taking them.
+    pub fn expect_count(&self, needle: &str, count: usize, what: &str) {
+        for _ in 0..count {
+            self.expect(needle, what);
         }
     }
 

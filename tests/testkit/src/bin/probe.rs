@@ -21,13 +21,14 @@ usage: probe MODE [ARGS]
   die SIG              die of signal SIG (number)
   state                print the signal state, process group, cwd, fds, argv and env inherited
   signals [TAG]        print 'TAG ready', then 'TAG got SIGNAME' for every signal; exit 0 at EOF
-  group                'signals child', plus a grandchild in the same group: 'signals grandchild'
+  group                'signals leader', plus a grandchild in the same group: 'signals member'
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
   wave N               make N orphans that exit at once, as fast as possible; 'wave-done N'
   straggler MODE       fork a grandchild that survives us: MODE is 'term' (exits on TERM after
                        printing 'straggler got SIGTERM') or 'stubborn' (ignores TERM); prints
                        'straggler PID ready'; then waits for stdin EOF (or exits at once with 'now')
+  setuid-root TAG      become root for real (a setuid-root copy of the probe), then 'signals TAG'
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
   tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
@@ -50,6 +51,12 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         "orphans" => orphans(number(1) as usize),
         "wave" => wave(number(1) as usize),
         "straggler" => straggler(arg(1), arg(2) == "now"),
+        "setuid-root" => {
+            // SAFETY: plain syscall; only works from a setuid-root copy of the probe.
+            let became = unsafe { libc::setresuid(0, 0, 0) } == 0;
+            assert!(became, "setresuid(0): {}", std::io::Error::last_os_error());
+            signals(arg(1))
+        }
         "ignore-all" => ignore_all(),
         "wait" => {
             say("ready");
@@ -187,8 +194,8 @@ fn signals(tag: &str) -> i32 {
 fn group() -> i32 {
     // SAFETY: single-threaded at this point; the child goes straight on to ordinary code.
     match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => signals("grandchild"),
-        ForkResult::Parent { .. } => signals("child"),
+        ForkResult::Child => signals("member"),
+        ForkResult::Parent { .. } => signals("leader"),
     }
 }
 
