@@ -32,10 +32,10 @@ pub fn run(config: &Config, signals: &SignalState) -> u8 {
             return e.exit_code();
         }
     };
-    info!("started child {child}: {}", command[0].to_string_lossy());
     fds::close_inherited();
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
+    info!("started child {child}: {}", command[0].to_string_lossy());
 
     let mut supervisor = Supervisor::new(config, child, terminal, signals);
     let status = supervisor.wait_for_child();

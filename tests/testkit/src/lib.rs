@@ -111,6 +111,7 @@ where
         .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(ferrinit())
         .args(args);
+    clean_start(&mut command);
     command
 }
 
@@ -122,7 +123,43 @@ where
 {
     let mut command = Command::new(ferrinit());
     command.args(args);
+    clean_start(&mut command);
     command
+}
+
+/// Starts `command` in a known state, whatever state the test runner was started in: an empty
+/// signal mask, SIG_DFL for every signal, and no descriptor above 2. A test that wants some other
+/// state adds its own `pre_exec` after this one.
+pub fn clean_start(command: &mut Command) {
+    // SAFETY: only async-signal-safe syscalls run in the forked child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask. Raw, since
+            // glibc refuses to touch its internal signals 32 and 33.
+            let default = [0u64; 8];
+            for sig in 1..=libc::SIGRTMAX() {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        default.as_ptr(),
+                        std::ptr::null::<u8>(),
+                        8,
+                    );
+                }
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
 }
 
 /// A `Command` whose stdout and stderr come back as lines, with deadlines on everything.
@@ -220,9 +257,9 @@ impl Running {
     pub fn finish(mut self) -> Finished {
         let status = wait_timeout(&mut self.child, TIMEOUT).unwrap_or_else(|| {
             panic!(
-                "no exit within {TIMEOUT:?}; stdout {:?}, stderr {:?}",
-                self.stdout.all(),
-                self.stderr.all()
+                "no exit within {TIMEOUT:?}; stdout {}; stderr {}",
+                self.stdout.summary(),
+                self.stderr.summary()
             )
         });
         self.stdin = None;
@@ -334,6 +371,22 @@ impl Lines {
     pub fn all(&self) -> Vec<String> {
         self.seen.lock().expect("lock").clone()
     }
+
+    /// The last lines seen, for failure messages that stay readable.
+    pub fn summary(&self) -> String {
+        let all = self.all();
+        let skipped = all.len().saturating_sub(20);
+        format!("{} lines, last ones {:?}", all.len(), &all[skipped..])
+    }
+}
+
+/// The end of a long text, for failure messages.
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(2000);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
 }
 
 /// Waits for a child with a deadline, using a pidfd: no polling loop.
@@ -466,4 +519,116 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+/// A command on a new pseudo-terminal, as its session leader with the terminal as its
+/// controlling terminal: what a user at a terminal, or `docker run -it`, gives it. Its output is
+/// matched as a stream, like expect(1) does, since prompts end without a newline.
+pub struct OnTerminal {
+    child: Child,
+    master: std::fs::File,
+    screen: Arc<(Mutex<Screen>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct Screen {
+    text: String,
+    /// Where the next `expect` starts looking: output already matched is not matched again.
+    cursor: usize,
+    closed: bool,
+}
+
+impl OnTerminal {
+    pub fn start(mut command: Command) -> OnTerminal {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        command
+            .stdin(slave.try_clone().expect("dup"))
+            .stdout(slave.try_clone().expect("dup"))
+            .stderr(slave);
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("spawn on a terminal");
+        drop(command); // our copies of the slave side close with it
+        let master = std::fs::File::from(pty.master);
+        let screen = Arc::new((Mutex::new(Screen::default()), std::sync::Condvar::new()));
+        let (writer, mut reader) = (Arc::clone(&screen), master.try_clone().expect("dup master"));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                // EIO once nothing holds the terminal's other side any more: end of output.
+                let n = std::io::Read::read(&mut reader, &mut buf).unwrap_or(0);
+                let (lock, changed) = &*writer;
+                let mut screen = lock.lock().expect("lock");
+                if n == 0 {
+                    screen.closed = true;
+                    changed.notify_all();
+                    return;
+                }
+                // The terminal writes "\r\n"; compare without the "\r".
+                let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
+                screen.text.push_str(&text);
+                changed.notify_all();
+            }
+        });
+        OnTerminal {
+            child,
+            master,
+            screen,
+        }
+    }
+
+    /// Types `text` at the terminal (control characters included: "\x03" is Ctrl-C).
+    pub fn type_text(&mut self, text: &str) {
+        self.master
+            .write_all(text.as_bytes())
+            .expect("write to terminal");
+    }
+
+    /// Waits for `needle` to appear after what was matched last; returns the text up to it.
+    pub fn expect(&self, needle: &str) -> String {
+        let (lock, changed) = &*self.screen;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut screen = lock.lock().expect("lock");
+        loop {
+            if let Some(at) = screen.text[screen.cursor..].find(needle) {
+                let end = screen.cursor + at + needle.len();
+                let seen = screen.text[screen.cursor..end].to_owned();
+                screen.cursor = end;
+                return seen;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !screen.closed && !left.is_zero(),
+                "terminal never showed {needle:?}; it shows {:?}",
+                tail(&screen.text[screen.cursor..])
+            );
+            screen = changed.wait_timeout(screen, left).expect("lock").0;
+        }
+    }
+
+    pub fn finish(mut self) -> ExitStatus {
+        wait_timeout(&mut self.child, TIMEOUT).unwrap_or_else(|| {
+            let screen = self.screen.0.lock().expect("lock");
+            panic!(
+                "no exit within {TIMEOUT:?}; terminal shows {:?}",
+                tail(&screen.text)
+            )
+        })
+    }
+}
+
+impl Drop for OnTerminal {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the session leader leads its group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }

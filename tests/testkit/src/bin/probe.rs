@@ -38,7 +38,11 @@ usage: probe MODE [ARGS]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // Before anything else can change it.
     let inherited_status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy: only the mode and its numbers need to be text; `state` reports the raw bytes.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let number = |i: usize| arg(i).parse::<i32>().unwrap_or_else(|_| usage());
     match arg(0) {

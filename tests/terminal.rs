@@ -1,0 +1,117 @@
+//! On a terminal the child leads the foreground process group: Ctrl-C reaches it (and ferrinit
+//! exits 130), and Ctrl-Z under an interactive shell gives the prompt back, with `fg` resuming.
+
+use ferrinit_testkit::{OnTerminal, as_pid1, as_process, ferrinit, probe, rtmin};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+#[test]
+fn the_child_leads_the_terminals_foreground_group() {
+    for command in [
+        as_pid1(["--", probe_arg(), "state"]),
+        as_process(["-s", "--", probe_arg(), "state"]),
+    ] {
+        let terminal = OnTerminal::start(command);
+        terminal.expect("pid ");
+        let line = format!("pid {}", terminal.expect("\n"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (pid, pgid, tpgid) = (fields[1], fields[5], fields[9]);
+        assert_eq!(pgid, pid, "its own group: {line}");
+        assert_eq!(tpgid, pgid, "the foreground group: {line}");
+        assert!(terminal.finish().success());
+    }
+}
+
+#[test]
+fn ctrl_c_reaches_the_child_and_gives_130() {
+    for command in [
+        as_pid1(["--", probe_arg(), "tty-read"]),
+        as_process(["-s", "--", probe_arg(), "tty-read"]),
+    ] {
+        let mut terminal = OnTerminal::start(command);
+        terminal.expect("ready");
+        terminal.type_text("\x03");
+        assert_eq!(terminal.finish().code(), Some(130));
+    }
+}
+
+#[test]
+fn the_child_reads_the_terminal_as_pid1() {
+    let mut terminal = OnTerminal::start(as_pid1(["--", probe_arg(), "tty-read"]));
+    terminal.expect("ready");
+    terminal.type_text("typed at the terminal\n");
+    terminal.expect("read typed at the terminal");
+    assert!(terminal.finish().success());
+}
+
+/// An interactive bash with job control, its prompt a marker we can wait for.
+fn interactive_shell() -> OnTerminal {
+    let mut command = std::process::Command::new("bash");
+    command
+        .args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ")
+        .env("TERM", "dumb")
+        .env("F", ferrinit())
+        .env("P", probe());
+    ferrinit_testkit::clean_start(&mut command);
+    let terminal = OnTerminal::start(command);
+    terminal.expect("PROMPT> ");
+    terminal
+}
+
+#[test]
+fn ctrl_z_gives_the_shell_its_prompt_back_and_fg_resumes_the_child() {
+    let mut shell = interactive_shell();
+    shell.type_text("\"$F\" -s -- \"$P\" tty-read\n");
+    shell.expect("ready");
+    shell.type_text("\x1a");
+    shell.expect("Stopped");
+    shell.expect("PROMPT> ");
+    shell.type_text("jobs; echo jobs-$((1 + 1))\n");
+    shell.expect("jobs-2");
+    shell.type_text("fg\n");
+    // Resumed in the foreground: the child reads the terminal again.
+    shell.type_text("after fg\n");
+    shell.expect("read after fg");
+    shell.type_text("echo status=$?\n");
+    shell.expect("status=0");
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
+fn ctrl_c_from_an_interactive_shell_ends_the_child_and_the_shell_gets_the_terminal_back() {
+    let mut shell = interactive_shell();
+    shell.type_text("\"$F\" -s -- \"$P\" tty-read\n");
+    shell.expect("ready");
+    shell.type_text("\x03");
+    shell.expect("PROMPT> ");
+    shell.type_text("echo status=$?\n");
+    shell.expect("status=130");
+    // The shell can read the terminal again: ferrinit gave the foreground back.
+    shell.type_text("read -r line; echo got=$line\n");
+    shell.type_text("still mine\n");
+    shell.expect("got=still mine");
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
+fn a_background_ferrinit_leaves_the_terminal_to_the_shell() {
+    let mut shell = interactive_shell();
+    // Started with `&`, not in the foreground: the terminal must stay the shell's. The probe's
+    // stdin is a pipe that ends when `sleep` does.
+    shell.type_text("sleep infinity | \"$F\" -s -- \"$P\" signals bg &\n");
+    shell.expect("bg ready");
+    shell.type_text("read -r line; echo got=$line\n");
+    shell.type_text("typed\n");
+    shell.expect("got=typed");
+    shell.type_text(&format!("kill -{} $!\n", rtmin(3)));
+    shell.expect("bg got SIGRTMIN+3");
+    shell.type_text("kill %1; wait; echo waited=$?\n");
+    shell.expect("waited=0");
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
