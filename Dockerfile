@@ -1,0 +1,24 @@
+# ferrinit as an image: a Rust build stage, then the static binary alone in `FROM scratch`.
+#
+#   docker build -t ferrinit .
+#
+# Use it in your own image (never at /sbin/init: podman takes that for systemd):
+#
+#   COPY --from=ferrinit /ferrinit /ferrinit
+#   ENTRYPOINT ["/ferrinit", "--"]
+#   CMD ["your-program", "--its-flags"]
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# The workspace manifest names its members, so their manifests come along.
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY tests/testkit tests/testkit
+COPY bench bench
+RUN RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --locked --target x86_64-unknown-linux-gnu -p ferrinit \
+ && cp target/x86_64-unknown-linux-gnu/release/ferrinit /ferrinit
+
+FROM scratch
+COPY --from=build /ferrinit /ferrinit
+ENTRYPOINT ["/ferrinit", "--"]
