@@ -173,6 +173,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     fds::close_inherited();
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
+    info!("pause mode: reaping until SIGTERM, SIGINT or SIGHUP");
     loop {
         let received = signals.next(None);
         match received.map(|r| r.sig) {
@@ -183,7 +184,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
                 info!("received {sig}: leaving pause mode");
                 break;
             }
-            Some(sig) => debug!("pause mode: ignoring {sig}"),
+            Some(sig) => info!("pause mode: ignoring {sig}"),
             None => {}
         }
     }

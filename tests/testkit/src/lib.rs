@@ -127,6 +127,18 @@ where
     command
 }
 
+/// `program ARGS` from a clean start (see [`clean_start`]), not under ferrinit.
+pub fn clean_command<I, S>(program: impl AsRef<OsStr>, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(program);
+    command.args(args);
+    clean_start(&mut command);
+    command
+}
+
 /// Starts `command` in a known state, whatever state the test runner was started in: an empty
 /// signal mask, SIG_DFL for every signal, and no descriptor above 2. A test that wants some other
 /// state adds its own `pre_exec` after this one.
@@ -631,4 +643,42 @@ impl Drop for OnTerminal {
         unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.wait();
     }
+}
+
+/// Polls `condition` until it holds or [`TIMEOUT`] passes. Only for states that no event
+/// announces (a process asleep in a system call, /proc catching up); never instead of a handshake.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "never happened in {TIMEOUT:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether `pid` sleeps in `rt_sigtimedwait` with no timeout (glibc's sigwaitinfo): an idle
+/// wait that makes no wake-ups. From /proc/PID/syscall: number, then the arguments.
+pub fn waits_for_signals_without_timeout(pid: i32) -> bool {
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let fields: Vec<&str> = syscall.split_whitespace().collect();
+    fields.first() == Some(&libc::SYS_rt_sigtimedwait.to_string().as_str())
+        && fields.get(3) == Some(&"0x0")
+}
+
+/// Whether `pid` sleeps in `rt_sigtimedwait` with a timeout.
+pub fn waits_for_signals_with_timeout(pid: i32) -> bool {
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let fields: Vec<&str> = syscall.split_whitespace().collect();
+    fields.first() == Some(&libc::SYS_rt_sigtimedwait.to_string().as_str())
+        && fields.get(3).is_some_and(|timeout| *timeout != "0x0")
+}
+
+pub fn is_alive(pid: i32) -> bool {
+    // A zombie still has /proc/PID; it is dead for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z'))
+    })
 }

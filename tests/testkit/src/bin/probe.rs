@@ -9,10 +9,9 @@
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
 const USAGE: &str = "\
@@ -25,9 +24,12 @@ usage: probe MODE [ARGS]
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
   wave N               make N orphans that exit at once, as fast as possible; 'wave-done N'
-  straggler MODE       fork a grandchild that survives us: MODE is 'term' (exits on TERM after
-                       printing 'straggler got SIGTERM') or 'stubborn' (ignores TERM); prints
-                       'straggler PID ready'; then waits for stdin EOF (or exits at once with 'now')
+  straggler MODE [CODE]
+                       fork a grandchild in its own group that outlives us, print 'straggler PID
+                       ready', then exit with CODE at once (or 0 at stdin EOF). MODE 'term': it
+                       prints 'straggler got SIGNAME' for TERM, INT, HUP, QUIT or USR1 and exits;
+                       'stubborn': it ignores every signal; 'spawner': on TERM it forks a stubborn
+                       process, prints 'spawned PID' and exits
   setuid-root TAG      become root for real (a setuid-root copy of the probe), then 'signals TAG'
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
@@ -54,7 +56,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         "kill-init" => kill_init(number(1)),
         "orphans" => orphans(number(1) as usize),
         "wave" => wave(number(1) as usize),
-        "straggler" => straggler(arg(1), arg(2) == "now"),
+        "straggler" => straggler(arg(1), arg(2).parse().ok()),
         "setuid-root" => {
             // SAFETY: plain syscall; only works from a setuid-root copy of the probe.
             let became = unsafe { libc::setresuid(0, 0, 0) } == 0;
@@ -298,13 +300,11 @@ fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// A grandchild that outlives us: it reports the drain signal, or ignores it.
-fn straggler(mode: &str, exit_now: bool) -> i32 {
-    let stubborn = match mode {
-        "term" => false,
-        "stubborn" => true,
-        _ => usage(),
-    };
+/// A grandchild that outlives us, for the drain: it reports the signal it gets, or ignores them.
+fn straggler(mode: &str, exit_code: Option<i32>) -> i32 {
+    if !matches!(mode, "term" | "stubborn" | "spawner") {
+        usage();
+    }
     let (ready_read, ready_write) = pipe();
     // SAFETY: single-threaded here; the grandchild continues with ordinary code.
     match unsafe { fork() }.expect("fork") {
@@ -312,20 +312,38 @@ fn straggler(mode: &str, exit_now: bool) -> i32 {
             drop(ready_read);
             // Its own group, so that only a drain (never a forward to the child) reaches it.
             let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            if stubborn {
-                // SAFETY: ignoring a signal installs no handler code.
-                unsafe { signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("ignore TERM");
-                say(&format!("straggler {} ready", getpid()));
-                drop(ready_write);
-                loop {
-                    std::thread::sleep(Duration::from_secs(3600));
+            match mode {
+                "term" => {
+                    let drain_signals = [
+                        libc::SIGTERM,
+                        libc::SIGINT,
+                        libc::SIGHUP,
+                        libc::SIGQUIT,
+                        libc::SIGUSR1,
+                    ];
+                    let mut received =
+                        signal_hook::iterator::Signals::new(drain_signals).expect("handlers");
+                    say(&format!("straggler {} ready", getpid()));
+                    drop(ready_write);
+                    if let Some(sig) = received.forever().next() {
+                        say(&format!("straggler got {}", signal_name(sig)));
+                    }
                 }
-            }
-            let mut term = signal_hook::iterator::Signals::new([libc::SIGTERM]).expect("handler");
-            say(&format!("straggler {} ready", getpid()));
-            drop(ready_write);
-            if term.forever().next().is_some() {
-                say("straggler got SIGTERM");
+                "spawner" => {
+                    let mut received =
+                        signal_hook::iterator::Signals::new([libc::SIGTERM]).expect("handler");
+                    say(&format!("straggler {} ready", getpid()));
+                    drop(ready_write);
+                    received.forever().next();
+                    // SAFETY: still single-threaded (signal-hook's iterator starts no thread).
+                    if let ForkResult::Child = unsafe { fork() }.expect("fork") {
+                        stubborn(|| say(&format!("spawned {}", getpid())));
+                    }
+                }
+                _ => stubborn(|| {
+                    say(&format!("straggler {} ready", getpid()));
+                    drop(ready_write);
+                }),
             }
             std::process::exit(0)
         }
@@ -334,8 +352,23 @@ fn straggler(mode: &str, exit_now: bool) -> i32 {
             // Ready once the straggler has closed its end.
             let mut sink = Vec::new();
             let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
-            if exit_now { 0 } else { wait_for_eof() }
+            match exit_code {
+                Some(code) => code,
+                None => wait_for_eof(),
+            }
         }
+    }
+}
+
+/// Ignores every signal it can, says it is ready, and sleeps until SIGKILL.
+fn stubborn(ready: impl FnOnce()) -> ! {
+    for n in catchable() {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { libc::signal(n, libc::SIG_IGN) };
+    }
+    ready();
+    loop {
+        nix::unistd::pause();
     }
 }
 

@@ -1,0 +1,260 @@
+//! `--grace-period`: when the child exits, what is left gets the drain signal, time to exit,
+//! then SIGKILL; ferrinit exits with the child's status, and nothing outside its care is touched.
+
+use ferrinit_testkit::{
+    Finished, Running, TIMEOUT, as_pid1, as_process, is_alive, probe, wait_for_exit_of,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn straggler_pid(running: &Running) -> i32 {
+    let line = running.expect_stdout("straggler ");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("straggler PID ready")
+}
+
+/// The child leaves a straggler that exits on TERM after reporting it, and exits 7 itself.
+/// `-t 1h`: the test would time out if ferrinit waited out the grace period instead of leaving
+/// as soon as the tree is empty.
+fn cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(
+    command: std::process::Command,
+) {
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout("straggler ");
+    running.expect_stdout("straggler got SIGTERM");
+    let out = running.finish();
+    assert_eq!(
+        out.code(),
+        7,
+        "the main child's status, not the straggler's: {:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no SIGKILL was needed: {:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn drain_gives_a_cooperating_straggler_its_term_and_ends_early_as_pid1() {
+    let args = ["-t", "1h", "--", probe_arg(), "straggler", "term", "7"];
+    cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(as_pid1(args));
+}
+
+#[test]
+fn drain_gives_a_cooperating_straggler_its_term_and_ends_early_as_subreaper() {
+    let args = [
+        "-s",
+        "--grace-period",
+        "1h",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "7",
+    ];
+    cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(as_process(args));
+}
+
+#[test]
+fn grace_period_from_the_environment() {
+    let mut command = as_pid1(["--", probe_arg(), "straggler", "term", "7"]);
+    command.env("FERRINIT_GRACE_PERIOD", "1h");
+    cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(command);
+}
+
+fn stubborn_straggler_is_killed_after_the_grace_period(
+    command: std::process::Command,
+) -> (Finished, i32) {
+    let mut running = Running::start(command);
+    running.close_stdin();
+    let straggler = straggler_pid(&running);
+    let out = running.finish();
+    assert_eq!(out.code(), 3, "{:?}", out.stderr);
+    assert_eq!(out.stderr.len(), 1, "{:?}", out.stderr);
+    assert!(
+        out.stderr[0].contains("grace period of 200ms is over"),
+        "{:?}",
+        out.stderr
+    );
+    (out, straggler)
+}
+
+#[test]
+fn a_straggler_that_ignores_term_is_killed_after_the_grace_period_as_pid1() {
+    let args = [
+        "-t",
+        "200ms",
+        "--",
+        probe_arg(),
+        "straggler",
+        "stubborn",
+        "3",
+    ];
+    stubborn_straggler_is_killed_after_the_grace_period(as_pid1(args));
+}
+
+#[test]
+fn a_straggler_that_ignores_term_is_killed_after_the_grace_period_as_subreaper() {
+    let args = [
+        "-s",
+        "-t",
+        "200ms",
+        "--",
+        probe_arg(),
+        "straggler",
+        "stubborn",
+        "3",
+    ];
+    let (_, straggler) = stubborn_straggler_is_killed_after_the_grace_period(as_process(args));
+    // Our own pid namespace: the straggler was killed and reaped by ferrinit before it exited.
+    assert!(!is_alive(straggler), "straggler {straggler} survived");
+}
+
+#[test]
+fn a_process_forked_during_the_drain_is_caught_too() {
+    // The straggler answers TERM by forking a process that ignores every signal, then exits.
+    for (command, host_pids) in [
+        (
+            as_pid1([
+                "-t",
+                "300ms",
+                "--",
+                probe_arg(),
+                "straggler",
+                "spawner",
+                "5",
+            ]),
+            false,
+        ),
+        (
+            as_process([
+                "-s",
+                "-t",
+                "300ms",
+                "--",
+                probe_arg(),
+                "straggler",
+                "spawner",
+                "5",
+            ]),
+            true,
+        ),
+    ] {
+        let mut running = Running::start(command);
+        running.close_stdin();
+        straggler_pid(&running);
+        let spawned = running.expect_stdout("spawned ");
+        let pid: i32 = spawned.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let out = running.finish();
+        assert_eq!(out.code(), 5, "{:?}", out.stderr);
+        assert!(
+            out.stderr.iter().any(|l| l.contains("is over")),
+            "{:?}",
+            out.stderr
+        );
+        if host_pids {
+            assert!(
+                !is_alive(pid),
+                "process {pid} forked during the drain survived"
+            );
+        }
+    }
+}
+
+#[test]
+fn drain_runs_when_a_forwarded_term_ends_the_child() {
+    // The child has SIGTERM's default action; ferrinit forwards TERM, the child dies of it
+    // (143), and the straggler gets its own TERM from the drain.
+    let mut running = Running::start(as_pid1([
+        "-t",
+        "1h",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+    ]));
+    running.expect_stdout("straggler ");
+    running.signal_init(libc::SIGTERM);
+    running.expect_stdout("straggler got SIGTERM");
+    let out = running.finish();
+    assert_eq!(out.code(), 143);
+}
+
+#[test]
+fn drain_signal_can_be_chosen() {
+    let args = [
+        "-t",
+        "1h",
+        "--drain-signal",
+        "USR1",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "0",
+    ];
+    let mut running = Running::start(as_pid1(args));
+    running.close_stdin();
+    running.expect_stdout("straggler got SIGUSR1");
+    assert_eq!(running.finish().code(), 0);
+}
+
+#[test]
+fn without_a_grace_period_ferrinit_exits_at_once_as_tini_does() {
+    // As PID 1 the kernel SIGKILLs the straggler with the namespace: it never sees a TERM.
+    let out = {
+        let mut running = Running::start(as_pid1(["--", probe_arg(), "straggler", "term", "4"]));
+        running.close_stdin();
+        running.finish()
+    };
+    assert_eq!(out.code(), 4);
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("got")),
+        "{:?}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_drain_never_signals_a_process_outside_ferrinits_subtree() {
+    // A sibling: started by the test, not under ferrinit. It reports every signal it gets.
+    let mut sibling = Running::start(ferrinit_testkit::clean_command(
+        probe(),
+        ["signals", "sibling"],
+    ));
+    sibling.expect_stdout("sibling ready");
+    let args = [
+        "-s",
+        "-t",
+        "200ms",
+        "--",
+        probe_arg(),
+        "straggler",
+        "stubborn",
+        "0",
+    ];
+    let mut running = Running::start(as_process(args));
+    running.close_stdin();
+    let straggler = straggler_pid(&running);
+    let out = running.finish();
+    assert!(
+        out.stderr.iter().any(|l| l.contains("is over")),
+        "{:?}",
+        out.stderr
+    );
+    assert!(wait_for_exit_of(straggler, TIMEOUT));
+    // The sibling is alive and got nothing before this USR1.
+    // SAFETY: kill has no memory-safety preconditions; the sibling is our child.
+    assert_eq!(unsafe { libc::kill(sibling.pid(), libc::SIGUSR1) }, 0);
+    let first = sibling.expect_stdout("sibling got");
+    assert_eq!(first, "sibling got SIGUSR1");
+    sibling.close_stdin();
+    assert_eq!(sibling.finish().code(), 0);
+}
