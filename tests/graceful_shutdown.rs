@@ -172,7 +172,7 @@ fn a_process_forked_during_the_drain_is_caught_too() {
 fn drain_runs_when_a_forwarded_term_ends_the_child() {
     // The child has SIGTERM's default action; ferrinit forwards TERM, the child dies of it
     // (143), and the straggler gets its own TERM from the drain.
-    let mut running = Running::start(as_pid1([
+    let running = Running::start(as_pid1([
         "-t",
         "1h",
         "--",
