@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+pub mod containers;
+
 /// Generous: only there so that a broken ferrinit fails a test rather than hanging it.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -25,7 +27,13 @@ pub struct Artifacts {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // tests/testkit → the workspace
+    let testkit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testkit
+        .ancestors()
+        .nth(2)
+        .expect("tests/testkit sits two levels down")
+        .to_path_buf()
 }
 
 /// Builds (once per test binary; cargo makes later calls no-ops) the static release ferrinit
@@ -221,21 +229,18 @@ impl Running {
         self.child.id() as i32
     }
 
-    /// Host pid of ferrinit: unshare's only child when run as PID 1, the process itself otherwise.
-    /// Call after a handshake, so that ferrinit is sure to exist.
+    /// Host pid of ferrinit: the started process, or its first descendant named ferrinit when a
+    /// launcher (unshare, bwrap) runs it. Call after a handshake, so that ferrinit exists.
     pub fn init_pid(&self) -> i32 {
-        let unshare = self.pid();
-        let comm = std::fs::read_to_string(format!("/proc/{unshare}/comm")).unwrap_or_default();
-        if comm.trim() != "unshare" {
-            return unshare;
+        let mut queue = vec![self.pid()];
+        while let Some(pid) = queue.pop() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "ferrinit" {
+                return pid;
+            }
+            queue.extend(children_of(pid));
         }
-        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
-            .expect("children of unshare");
-        children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("unshare has forked ferrinit")
+        panic!("no ferrinit under pid {}", self.pid())
     }
 
     /// Sends `sig` to ferrinit itself.
@@ -247,12 +252,18 @@ impl Running {
 
     /// Waits for a stdout line that contains `needle`, and returns it.
     pub fn expect_stdout(&self, needle: &str) -> String {
-        self.stdout.expect(needle, "stdout")
+        let stderr = || self.stderr.summary();
+        self.stdout.expect_or(needle, "stdout", stderr)
     }
 
     /// Waits for a stderr line that contains `needle`, and returns it.
     pub fn expect_stderr(&self, needle: &str) -> String {
         self.stderr.expect(needle, "stderr")
+    }
+
+    /// Waits for `count` stderr lines that contain `needle`.
+    pub fn stderr_count(&self, needle: &str, count: usize) {
+        self.stderr.expect_count(needle, count, "stderr");
     }
 
     pub fn write_stdin(&mut self, text: &str) {
@@ -331,6 +342,11 @@ impl Lines {
     }
 
     pub fn expect(&self, needle: &str, what: &str) -> String {
+        self.expect_or(needle, what, String::new)
+    }
+
+    /// As `expect`, with `context()` added to the failure message.
+    pub fn expect_or(&self, needle: &str, what: &str, context: impl Fn() -> String) -> String {
         let mut pending = self.pending.lock().expect("lock");
         if let Some(i) = pending.iter().position(|line| line.contains(needle)) {
             return pending.remove(i).expect("in range");
@@ -522,9 +538,29 @@ pub fn fds_of(pid: i32) -> Vec<i32> {
     fds
 }
 
-/// A fresh scratch directory under the target directory, removed by nobody: tests leave it for
-/// post-mortems, and `cargo clean` takes it.
+/// Removes `parent/NAME-PID` left by test processes that are gone.
+pub fn remove_stale(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(name)?.strip_prefix('-')?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A fresh scratch directory under the target directory. It stays after the test for
+/// post-mortems, until a later run of the tests (or `cargo clean`) removes it.
 pub fn scratch_dir(name: &str) -> PathBuf {
+    remove_stale(&workspace_root().join("target/test-scratch"), name);
     let dir = workspace_root()
         .join("target/test-scratch")
         .join(format!("{name}-{}", std::process::id()));
