@@ -357,18 +357,16 @@ impl Lines {
             match self.receiver.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(line) => pending.push_back(line),
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no {what} line with {needle:?} in {TIMEOUT:?}; saw {:?}",
-                        self.all()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "{what} ended without a line with {needle:?}; saw {:?}",
-                        self.all()
-                    )
-                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no {what} line with {needle:?} in {TIMEOUT:?}; saw {}; {}",
+                    self.summary(),
+                    context()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{what} ended without a line with {needle:?}; saw {}; {}",
+                    self.summary(),
+                    context()
+                ),
             }
         }
     }
@@ -383,7 +381,7 @@ impl Lines {
                 Ok(line) => rest.push(line),
                 Err(RecvTimeoutError::Disconnected) => return rest,
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("output never ended; saw {:?}", self.all())
+                    panic!("output never ended; saw {}", self.summary())
                 }
             }
         }
