@@ -26,7 +26,9 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
     care.signal(drain_sig, Resend::No);
     // A stopped process cannot act on the drain signal until it is continued.
     care.signal(Sig::CONT, Resend::No);
-    loop {
+    // The deadline is checked on every turn: a stream of signals (SIGCHLD from a process that
+    // keeps forking) would otherwise keep the wait from ever timing out.
+    while Instant::now() < deadline {
         if reaper.reap_ready().none_left {
             info!("all processes have exited");
             return;
@@ -37,6 +39,9 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
             Some(received) if received.sig == Sig::CHLD => care.signal(drain_sig, Resend::No),
             Some(received) => care.signal(received.sig, Resend::Yes),
         }
+    }
+    if reaper.reap_ready().none_left {
+        return;
     }
     warning!("grace period of {grace:?} is over: killing the processes left");
     loop {

@@ -4,10 +4,11 @@
 //! exists and takes them one at a time with `sigwaitinfo`. A blocked signal is never dropped by
 //! the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
 
+use std::cell::Cell;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -148,6 +149,7 @@ pub enum SignalError {
 /// What ferrinit changed about signals, and what the child must get back.
 pub struct SignalState {
     collected: SigSet,
+    order: Cell<Order>,
     inherited_mask: SigSet,
     /// Set when ferrinit started with SIGCHLD ignored (or with SA_NOCLDWAIT): the kernel would then
     /// reap children behind our back and lose their exit status, so ferrinit resets it for itself.
@@ -169,6 +171,10 @@ impl SignalState {
         let inherited_sigchld = reset_sigchld_if_ignored()?;
         Ok(SignalState {
             collected,
+            order: Cell::new(Order {
+                last: 0,
+                stay: false,
+            }),
             inherited_mask,
             inherited_sigchld,
         })
@@ -194,40 +200,119 @@ impl SignalState {
     /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
     /// Returns `None` once the deadline has passed.
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
+        if let Some(received) = self.take_pending() {
+            return Some(received);
+        }
         loop {
-            let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
-            let set = self.collected.as_ref();
-            let result = match deadline {
-                // SAFETY: `set` is initialised and `info` is writable storage for one siginfo_t.
-                None => unsafe { libc::sigwaitinfo(set, info.as_mut_ptr()) },
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    let timeout = libc::timespec {
-                        tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-                        tv_nsec: left.subsec_nanos().into(),
-                    };
-                    // SAFETY: as above; `timeout` is a valid timespec.
-                    unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), &timeout) }
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match dequeue(self.collected.as_ref(), timeout) {
+                Ok(received) => {
+                    self.order.set(Order {
+                        last: received.sig.0,
+                        stay: true,
+                    });
+                    return Some(received);
                 }
-            };
-            if result > 0 {
-                // SAFETY: on success the kernel filled in `info`.
-                let info = unsafe { info.assume_init() };
-                // SAFETY: si_pid is meaningful for the signals we log it for; for the others the
-                // field holds zero or garbage that is only ever printed.
-                let sender = unsafe { info.si_pid() };
-                return Some(Received {
-                    sig: Sig(result),
-                    sender,
-                });
-            }
-            match Errno::last() {
-                Errno::EAGAIN => return None,
-                // EINTR: woken by a stop/continue, or by a signal outside the set. Wait again.
-                _ => continue,
+                Err(Errno::EAGAIN) => return None,
+                // EINTR: woken by a stop/continue. Wait again.
+                Err(_) => continue,
             }
         }
     }
+
+    /// Takes one already pending signal, choosing which one itself rather than leaving it to
+    /// the kernel: see [`Order`].
+    fn take_pending(&self) -> Option<Received> {
+        // SAFETY: sigset_t is plain data; sigpending and sigismember only read or fill it.
+        let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `pending` is valid writable storage.
+        if unsafe { libc::sigpending(&mut pending) } != 0 {
+            return None;
+        }
+        let is_pending = |sig: i32| {
+            // SAFETY: both sets are initialised.
+            unsafe {
+                libc::sigismember(&pending, sig) == 1
+                    && libc::sigismember(self.collected.as_ref(), sig) == 1
+            }
+        };
+        let order = self.order.get();
+        let pick = order.choose(is_pending)?;
+        // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+        let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `only` is valid storage and `pick` a valid signal number.
+        unsafe {
+            libc::sigemptyset(&mut only);
+            libc::sigaddset(&mut only, pick);
+        }
+        let started = Instant::now();
+        let received = dequeue(&only, Some(Duration::ZERO)).ok()?;
+        self.order.set(Order {
+            last: pick,
+            stay: started.elapsed() < CHEAP_DEQUEUE,
+        });
+        Some(received)
+    }
+}
+
+/// How long taking one signal may take before [`Order`] stops staying on that signal.
+const CHEAP_DEQUEUE: Duration = Duration::from_micros(20);
+
+/// Which pending signal to take next.
+///
+/// The kernel hands out the lowest-numbered pending signal first, and finding a queued
+/// real-time signal walks the queue, which is in arrival order. With thousands queued from a
+/// sender that cycles through signals (RTMIN, RTMIN+1, ... RTMIN, ...), each lowest-first
+/// dequeue walks further: quadratic, seconds of kernel time for every init alike. Taking
+/// signals round-robin follows the arrival order of such a queue instead; staying on the same
+/// signal while that stays cheap follows a sender that repeats one signal. Either way each
+/// signal number keeps its own first-in, first-out order, and none starves.
+#[derive(Clone, Copy)]
+struct Order {
+    last: i32,
+    stay: bool,
+}
+
+impl Order {
+    fn choose(self, is_pending: impl Fn(i32) -> bool) -> Option<i32> {
+        if self.stay && is_pending(self.last) {
+            return Some(self.last);
+        }
+        let max = Sig::max();
+        (self.last + 1..=max)
+            .chain(1..=self.last.min(max))
+            .find(|&sig| is_pending(sig))
+    }
+}
+
+/// Takes one signal of `set`, waiting up to `timeout` (forever if `None`).
+fn dequeue(set: *const libc::sigset_t, timeout: Option<Duration>) -> Result<Received, Errno> {
+    let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+    let result = match timeout {
+        // SAFETY: `set` points to an initialised set and `info` is writable storage for one
+        // siginfo_t.
+        None => unsafe { libc::sigwaitinfo(set, info.as_mut_ptr()) },
+        Some(left) => {
+            let timeout = libc::timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            };
+            // SAFETY: as above; `timeout` is a valid timespec.
+            unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), &timeout) }
+        }
+    };
+    if result <= 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: on success the kernel filled in `info`.
+    let info = unsafe { info.assume_init() };
+    // SAFETY: si_pid is meaningful for the signals we log it for; for the others the field holds
+    // zero or garbage that is only ever printed.
+    let sender = unsafe { info.si_pid() };
+    Ok(Received {
+        sig: Sig(result),
+        sender,
+    })
 }
 
 pub struct Received {
@@ -351,6 +436,35 @@ mod tests {
             let name = Sig(n).to_string();
             assert_eq!(parse(&name), Ok(n), "{name}");
         }
+    }
+
+    #[test]
+    fn takes_pending_signals_round_robin_unless_staying_is_cheap() {
+        let pending = |set: &'static [i32]| move |sig: i32| set.contains(&sig);
+        let rotate = |last| Order { last, stay: false };
+        assert_eq!(rotate(34).choose(pending(&[34, 35, 40])), Some(35));
+        assert_eq!(
+            rotate(40).choose(pending(&[34, 35, 40])),
+            Some(34),
+            "wraps around"
+        );
+        assert_eq!(rotate(0).choose(pending(&[17])), Some(17));
+        assert_eq!(
+            rotate(17).choose(pending(&[17])),
+            Some(17),
+            "the only one pending"
+        );
+        assert_eq!(rotate(17).choose(pending(&[])), None);
+        let stay = Order {
+            last: 35,
+            stay: true,
+        };
+        assert_eq!(stay.choose(pending(&[34, 35, 40])), Some(35));
+        assert_eq!(
+            stay.choose(pending(&[34, 40])),
+            Some(40),
+            "moves on once it is gone"
+        );
     }
 
     #[test]

@@ -89,12 +89,15 @@ impl<'a> Supervisor<'a> {
     /// The main loop: one signal at a time, no timeout unless a delayed signal is held.
     fn wait_for_child(&mut self) -> ChildStatus {
         loop {
-            match self.signals.next(self.delays.next_due()) {
-                None => {
-                    for sig in self.delays.take_due(Instant::now()) {
-                        self.forward(sig);
-                    }
+            let received = self.signals.next(self.delays.next_due());
+            // Due delayed signals go out even while a storm keeps the wait from timing out.
+            if self.delays.next_due().is_some() {
+                for sig in self.delays.take_due(Instant::now()) {
+                    self.forward(sig);
                 }
+            }
+            match received {
+                None => {}
                 Some(Received { sig: Sig::CHLD, .. }) => {
                     let reaped = self.reaper.reap_ready();
                     if let Some(status) = reaped.main_exited {

@@ -20,10 +20,12 @@ usage: probe MODE [ARGS]
   die SIG              die of signal SIG (number)
   state                print the signal state, process group, cwd, fds, argv and env inherited
   signals [TAG]        print 'TAG ready', then 'TAG got SIGNAME' for every signal; exit 0 at EOF
-  group                'signals leader', plus a grandchild in the same group: 'signals member'
+  group [setsid]       'signals leader', plus a grandchild in the same group: 'signals member'
+                       (with setsid, the grandchild escapes into a session of its own first)
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
-  wave N               make N orphans that exit at once, as fast as possible; 'wave-done N'
+  wave N [BURSTS]      BURSTS times (default 1), make N orphans that exit at once, as fast as
+                       possible; then 'wave-done N' and wait for stdin EOF
   straggler MODE [CODE]
                        fork a grandchild in its own group that outlives us, print 'straggler PID
                        ready', then exit with CODE at once (or 0 at stdin EOF). MODE 'term': it
@@ -31,6 +33,15 @@ usage: probe MODE [ARGS]
                        'stubborn': it ignores every signal; 'spawner': on TERM it forks a stubborn
                        process, prints 'spawned PID' and exits
   setuid-root TAG      become root for real (a setuid-root copy of the probe), then 'signals TAG'
+  storm-target         count every signal received while a thread forks children (checking
+                       that none is hit by a signal) and orphans; at stdin EOF print
+                       'received SIGNAME N' lines, 'churn N bad K', and exit 42
+  exit-after N CODE    handle every signal; after N of them, exit with CODE
+  orphans-then-exit N CODE
+                       make N orphans, then release them and exit CODE in the same instant
+  state-file PATH      'state', written to PATH (for runs with stdout closed)
+  digest               'args N HASH' and 'env N HASH' (FNV-1a of the raw bytes)
+  drop-tty CODE        give up the controlling terminal, close 0-2, exit CODE
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
   tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
@@ -40,6 +51,7 @@ usage: probe MODE [ARGS]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // Before anything else can change it.
     let inherited_status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let inherited_fds = open_fds();
     // Lossy: only the mode and its numbers need to be text; `state` reports the raw bytes.
     let args: Vec<String> = std::env::args_os()
         .skip(1)
@@ -50,12 +62,12 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     match arg(0) {
         "exit" => number(1),
         "die" => die(number(1)),
-        "state" => state(&inherited_status),
+        "state" => state(&inherited_status, &inherited_fds, &mut std::io::stdout()),
         "signals" => signals(if arg(1).is_empty() { "probe" } else { arg(1) }),
-        "group" => group(),
+        "group" => group(arg(1) == "setsid"),
         "kill-init" => kill_init(number(1)),
         "orphans" => orphans(number(1) as usize),
-        "wave" => wave(number(1) as usize),
+        "wave" => wave(number(1) as usize, arg(2).parse().unwrap_or(1)),
         "straggler" => straggler(arg(1), arg(2).parse().ok()),
         "setuid-root" => {
             // SAFETY: plain syscall; only works from a setuid-root copy of the probe.
@@ -63,6 +75,15 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
             assert!(became, "setresuid(0): {}", std::io::Error::last_os_error());
             signals(arg(1))
         }
+        "storm-target" => storm_target(),
+        "exit-after" => exit_after(number(1) as usize, number(2)),
+        "orphans-then-exit" => orphans_then_exit(number(1) as usize, number(2)),
+        "state-file" => {
+            let mut out = std::fs::File::create(arg(1)).expect("state file");
+            state(&inherited_status, &inherited_fds, &mut out)
+        }
+        "digest" => digest(),
+        "drop-tty" => drop_tty(number(1)),
         "ignore-all" => ignore_all(),
         "wait" => {
             say("ready");
@@ -120,7 +141,28 @@ fn die(sig: i32) -> i32 {
     1
 }
 
-fn state(inherited_status: &str) -> i32 {
+/// The descriptors open right now, without the one that lists them.
+fn open_fds() -> Vec<i32> {
+    let own_dir = format!("/proc/{}/fd", getpid());
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).map_or(true, |t| t.as_os_str() != own_dir.as_str())
+                })
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+fn state(inherited_status: &str, inherited_fds: &[i32], out: &mut dyn Write) -> i32 {
+    let mut say = |line: &str| {
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
     let field = |name: &str| {
         inherited_status
             .lines()
@@ -147,20 +189,7 @@ fn state(inherited_status: &str) -> i32 {
     ));
     let cwd = std::env::current_dir().map(|p| p.display().to_string());
     say(&format!("cwd {}", cwd.unwrap_or_else(|e| format!("? {e}"))));
-    // The listing's own descriptor points at /proc/<pid>/fd: leave it out.
-    let own_dir = format!("/proc/{}/fd", getpid());
-    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.flatten()
-                .filter(|e| {
-                    std::fs::read_link(e.path()).map_or(true, |t| t.as_os_str() != own_dir.as_str())
-                })
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    fds.sort();
-    let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+    let fds: Vec<String> = inherited_fds.iter().map(i32::to_string).collect();
     say(&format!("fds {}", fds.join(" ")));
     for arg in std::env::args_os() {
         say(&format!("arg {}", hex(arg.as_bytes())));
@@ -197,10 +226,15 @@ fn signals(tag: &str) -> i32 {
     0
 }
 
-fn group() -> i32 {
+fn group(escape: bool) -> i32 {
     // SAFETY: single-threaded at this point; the child goes straight on to ordinary code.
     match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => signals("member"),
+        ForkResult::Child => {
+            if escape {
+                nix::unistd::setsid().expect("setsid");
+            }
+            signals("member")
+        }
         ForkResult::Parent { .. } => signals("leader"),
     }
 }
@@ -269,8 +303,8 @@ fn orphans(count: usize) -> i32 {
 }
 
 /// N orphans that exit immediately, as fast as fork allows (load for the reaper).
-fn wave(count: usize) -> i32 {
-    for _ in 0..count {
+fn wave(count: usize, bursts: usize) -> i32 {
+    for _ in 0..count * bursts {
         // SAFETY: both children only call _exit/fork.
         match unsafe { libc::fork() } {
             0 => unsafe {
@@ -395,4 +429,165 @@ fn tty_read() -> i32 {
             1
         }
     }
+}
+
+/// The storm's target: counts what arrives (in the handlers themselves, so that nothing delivered
+/// goes uncounted) while a thread churns out children and orphans.
+fn storm_target() -> i32 {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    static COUNTS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let signals = catchable();
+    for &sig in &signals {
+        // SAFETY: the handler only touches an atomic: async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                COUNTS[sig as usize].fetch_add(1, Ordering::Relaxed);
+            })
+        }
+        .expect("register handler");
+    }
+    let churn = std::thread::spawn(|| {
+        let (mut churned, mut hit) = (0usize, 0usize);
+        while !STOP.load(Ordering::Relaxed) {
+            // SAFETY: the child only calls fork and _exit.
+            match unsafe { libc::fork() } {
+                0 => unsafe {
+                    // Every other one leaves an orphan behind for ferrinit to reap.
+                    if churned % 2 == 0 {
+                        libc::fork();
+                    }
+                    libc::_exit(0)
+                },
+                -1 => continue,
+                child => {
+                    let status = loop {
+                        let mut status = 0;
+                        // SAFETY: waiting for our own child.
+                        if unsafe { libc::waitpid(child, &mut status, 0) } == child {
+                            break status;
+                        }
+                    };
+                    // Killed, or stopped: a signal reached a process it was not meant for.
+                    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                        hit += 1;
+                    }
+                    churned += 1;
+                }
+            }
+        }
+        (churned, hit)
+    });
+    say("storm-target ready");
+    wait_for_eof();
+    STOP.store(true, Ordering::Relaxed);
+    let (churned, hit) = churn.join().expect("churn thread");
+    // Every signal that reached us has run its handler once nothing is pending any more.
+    let pending = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .filter(|l| l.starts_with("SigPnd:") || l.starts_with("ShdPnd:"))
+            .any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|mask| u64::from_str_radix(mask, 16) != Ok(0))
+            })
+    };
+    while pending() {
+        std::thread::yield_now();
+    }
+    for sig in signals {
+        let count = COUNTS[sig as usize].load(Ordering::Relaxed);
+        if count > 0 {
+            say(&format!("received {} {count}", signal_name(sig)));
+        }
+    }
+    say(&format!("churn {churned} bad {hit}"));
+    42
+}
+
+fn exit_after(count: usize, code: i32) -> i32 {
+    let mut received = signal_hook::iterator::Signals::new(catchable()).expect("register handlers");
+    say("ready");
+    let mut seen = 0;
+    for _ in received.forever() {
+        seen += 1;
+        if seen >= count {
+            // At once: the storm is still going.
+            // SAFETY: _exit ends the process without running anything else.
+            unsafe { libc::_exit(code) };
+        }
+    }
+    1
+}
+
+fn orphans_then_exit(count: usize, code: i32) -> i32 {
+    let (release_read, release_write) = pipe();
+    for _ in 0..count {
+        // SAFETY: the children only make async-signal-safe calls and _exit.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                if libc::fork() == 0 {
+                    let mut byte = 0u8;
+                    libc::close(release_write.as_raw_fd());
+                    libc::read(release_read.as_raw_fd(), (&raw mut byte).cast(), 1);
+                }
+                libc::_exit(0)
+            },
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            child => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            }
+        }
+    }
+    say(&format!("orphans {count}"));
+    // Closing the last write end wakes every orphan, and we exit in the same breath.
+    drop(release_read);
+    drop(release_write);
+    code
+}
+
+/// FNV-1a, 64 bits: enough to tell a byte-for-byte copy from anything else.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>, mut hash: u64) -> u64 {
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100_0000_01b3);
+    }
+    hash
+}
+
+fn digest() -> i32 {
+    const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let args_hash = args.iter().fold(SEED, |h, a| {
+        fnv1a(a.as_bytes().iter().copied().chain([0]), h)
+    });
+    say(&format!("args {} {args_hash:016x}", args.len()));
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os().collect();
+    let env_hash = env.iter().fold(SEED, |h, (k, v)| {
+        let entry = k
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain([b'='])
+            .chain(v.as_bytes().iter().copied());
+        fnv1a(entry.chain([0]), h)
+    });
+    say(&format!("env {} {env_hash:016x}", env.len()));
+    0
+}
+
+fn drop_tty(code: i32) -> i32 {
+    say("dropping the terminal");
+    // SAFETY: plain syscalls on descriptors we own.
+    unsafe {
+        libc::ioctl(0, libc::TIOCNOTTY);
+        libc::close(0);
+        libc::close(1);
+        libc::close(2);
+    }
+    code
 }
