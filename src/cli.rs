@@ -650,4 +650,73 @@ mod tests {
         let Mode::Run(command) = c.mode else { panic!() };
         assert_eq!(command[0].as_bytes(), weird.as_bytes());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Options, near-options, values and raw bytes (not UTF-8 either).
+        fn any_arg() -> impl Strategy<Value = OsString> {
+            prop_oneof![
+                "-[a-zA-Z]{0,3}[0-9]{0,3}".prop_map(OsString::from),
+                "--[a-z-]{0,15}(=.{0,8})?".prop_map(OsString::from),
+                "[A-Za-z0-9:+.-]{0,12}".prop_map(OsString::from),
+                proptest::collection::vec(1u8.., 0..12).prop_map(OsString::from_vec),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn parsing_any_command_line_never_panics(
+                args in proptest::collection::vec(any_arg(), 0..8),
+                verbosity in proptest::option::of(".{0,4}"),
+                grace in proptest::option::of(".{0,6}"),
+            ) {
+                let env = move |name: &str| match name {
+                    "FERRINIT_VERBOSITY" => verbosity.clone().map(OsString::from),
+                    "FERRINIT_GRACE_PERIOD" => grace.clone().map(OsString::from),
+                    _ => None,
+                };
+                let _ = parse(args, env);
+            }
+
+            #[test]
+            fn what_the_flags_say_is_what_parses(
+                subreaper in any::<bool>(),
+                group in any::<bool>(),
+                verbose in 0u8..5,
+                codes in proptest::collection::btree_set(any::<u8>(), 0..4),
+                grace_ms in proptest::option::of(0u64..10_000_000),
+                pdeathsig in proptest::option::of(1i32..=64),
+                command in proptest::collection::vec("[a-z/-][a-z0-9 /=-]{0,8}", 1..4),
+            ) {
+                let mut args: Vec<String> = Vec::new();
+                if subreaper { args.push("--subreaper".into()); }
+                if group { args.push("-g".into()); }
+                args.extend((0..verbose).map(|_| "-v".to_string()));
+                for code in &codes { args.push(format!("--remap-exit={code}")); }
+                if let Some(ms) = grace_ms { args.extend(["-t".into(), format!("{ms}ms")]); }
+                let pdeathsig = pdeathsig.and_then(Sig::from_number);
+                if let Some(sig) = pdeathsig { args.extend(["-p".into(), sig.to_string()]); }
+                args.push("--".into());
+                args.extend(command.iter().cloned());
+                let parsed = parse(args.iter().map(OsString::from).collect(), no_env);
+                let Ok(Action::Run(config)) = parsed else {
+                    return Err(TestCaseError::fail(format!("{args:?} gave {parsed:?}")));
+                };
+                prop_assert_eq!(config.subreaper, subreaper);
+                prop_assert_eq!(config.process_group, group);
+                prop_assert_eq!(config.verbosity, (1 + verbose).min(3));
+                prop_assert!((0..=255).all(|c| config.remap_exit.contains(c) == codes.contains(&c)));
+                prop_assert_eq!(config.grace_period, grace_ms.map(Duration::from_millis));
+                prop_assert_eq!(config.pdeathsig, pdeathsig);
+                prop_assert_eq!(config.mode, Mode::Run(command.iter().map(OsString::from).collect()));
+            }
+
+            #[test]
+            fn durations_round_trip_in_milliseconds(ms in any::<u64>()) {
+                prop_assert_eq!(duration(&format!("{ms}ms")), Ok(Duration::from_millis(ms)));
+            }
+        }
+    }
 }

@@ -485,4 +485,33 @@ mod tests {
         assert_eq!(uncollected, expected);
         assert!((libc::SIGRTMIN()..=libc::SIGRTMAX()).all(|n| Sig(n).is_collected()));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsing_any_text_never_panics(text in ".*") {
+                let _ = text.parse::<Sig>();
+            }
+
+            #[test]
+            fn parsing_signal_like_text_never_panics(
+                prefix in "(SIG|sig|)",
+                name in "(RTMIN|RTMAX|rtmin|TERM|[A-Z]{1,6}|[0-9]{1,12})",
+                offset in "([+-][0-9]{0,12})?",
+            ) {
+                let _ = format!("{prefix}{name}{offset}").parse::<Sig>();
+            }
+
+            #[test]
+            fn what_parses_round_trips_through_its_name(text in "(SIG)?(RTMIN|RTMAX)?[+-]?[0-9]{0,3}|[A-Za-z]{2,7}") {
+                if let Ok(sig) = text.parse::<Sig>() {
+                    prop_assert_eq!(sig.to_string().parse::<Sig>(), Ok(sig));
+                    prop_assert!((1..=Sig::max()).contains(&sig.number()));
+                }
+            }
+        }
+    }
 }

@@ -45,6 +45,37 @@ fn usage_errors_exit_2_with_one_line_naming_the_input_and_nothing_on_stdout() {
         (&["--delay", "TERM", "true"], "'TERM'"),
         (&["--subreaper=1", "true"], "'--subreaper'"),
         (&["--pause", "true"], "'true'"),
+        // Overflowing, negative, empty and garbage values of every option that takes one.
+        (
+            &["-e", "99999999999999999999", "true"],
+            "'99999999999999999999'",
+        ),
+        (&["-p", "", "true"], "''"),
+        (&["-p", "-15", "true"], "'-15'"),
+        (&["-p", "99999999999", "true"], "'99999999999'"),
+        (&["-p", "RTMIN+99", "true"], "'RTMIN+99'"),
+        (&["-t", "", "true"], "''"),
+        (&["-t", "-1s", "true"], "'-1s'"),
+        (&["-t", "99999999999999999999s", "true"], "too long"),
+        (&["-t", "1.5.5s", "true"], "'1.5.5s'"),
+        (&["--grace-period"], "'--grace-period' needs a value"),
+        (&["--drain-signal", "", "true"], "''"),
+        (&["--drain-signal", "TERMINATE", "true"], "'TERMINATE'"),
+        (&["-r", "", "true"], "''"),
+        (&["-r", ":", "true"], "':'"),
+        (&["-r", "TERM:", "true"], "'TERM:'"),
+        (&["-r", ":TERM", "true"], "':TERM'"),
+        (&["-r", "99:1", "true"], "'99:1'"),
+        (&["-r", "STOP:TERM", "true"], "never receives SIGSTOP"),
+        (
+            &["--rewrite", "SEGV:TERM", "true"],
+            "never receives SIGSEGV",
+        ),
+        (&["--delay", "TERM:-5s", "true"], "'TERM:-5s'"),
+        (&["--delay", "CHLD:1s", "true"], "SIGCHLD"),
+        (&["--delay", ":1s", "true"], "':1s'"),
+        (&["--verbose=3", "true"], "'--verbose'"),
+        (&["-sx", "true"], "'-x'"),
     ];
     for (args, needle) in cases {
         let out = run(as_process(*args));
@@ -59,9 +90,21 @@ fn usage_errors_exit_2_with_one_line_naming_the_input_and_nothing_on_stdout() {
 }
 
 #[test]
+fn a_lone_dash_is_a_command_name_not_an_option() {
+    let out = run(as_pid1(["-"]));
+    assert_eq!(out.code(), 127, "{:?}", out.stderr);
+    assert!(out.stderr[0].contains("cannot run '-'"), "{:?}", out.stderr);
+}
+
+#[test]
 fn bad_environment_values_are_usage_errors_naming_the_variable() {
     for (name, value) in [
         ("FERRINIT_VERBOSITY", "abc"),
+        ("FERRINIT_VERBOSITY", ""),
+        ("FERRINIT_VERBOSITY", "99999999999"),
+        ("TINI_VERBOSITY", "1.5"),
+        ("FERRINIT_SUBREAPER", "2"),
+        ("FERRINIT_GRACE_PERIOD", "-1"),
         ("TINI_VERBOSITY", "-2"),
         ("FERRINIT_SUBREAPER", "perhaps"),
         ("FERRINIT_KILL_PROCESS_GROUP", "2"),
@@ -77,6 +120,25 @@ fn bad_environment_values_are_usage_errors_naming_the_variable() {
             "{:?}",
             out.stderr
         );
+    }
+}
+
+#[test]
+fn empty_tini_switches_are_on_as_tini_has_it() {
+    for name in ["TINI_SUBREAPER", "TINI_KILL_PROCESS_GROUP"] {
+        let mut command = as_process(["-v", "--", probe().to_str().unwrap(), "exit", "0"]);
+        command.env(name, "");
+        let out = run(command);
+        assert_eq!(out.code(), 0, "{name}: {:?}", out.stderr);
+        if name == "TINI_SUBREAPER" {
+            assert!(
+                !out.stderr
+                    .iter()
+                    .any(|l| l.contains("not running as PID 1")),
+                "{:?}",
+                out.stderr
+            );
+        }
     }
 }
 
