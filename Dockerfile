@@ -15,7 +15,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY tests/testkit tests/testkit
 COPY bench bench
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
+RUN RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     cargo build --release --locked --target x86_64-unknown-linux-gnu -p ferrinit \
  && cp target/x86_64-unknown-linux-gnu/release/ferrinit /ferrinit
 

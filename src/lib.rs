@@ -5,6 +5,7 @@
 mod cli;
 mod delay;
 mod drain;
+mod environ;
 mod exit_status;
 mod fds;
 mod log;
@@ -29,13 +30,16 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     fds::reserve_closed_stdio();
     // SAFETY: the caller passes the C runtime's argc and argv.
     let args = unsafe { cli::args_from_c(argc, argv) };
-    let config = match cli::parse(args, |name| std::env::var_os(name)) {
+    let environ = environ::Environ::capture();
+    let config = match cli::parse(args, |name| environ.get(name).map(ToOwned::to_owned)) {
         Ok(cli::Action::Run(config)) => config,
         Ok(cli::Action::Print(text)) => return print(&text),
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
-    supervise::run(&config, &signals).into()
+    let code = supervise::run(&config, &environ, &signals);
+    // Straight out: nothing left to clean up is worth the instructions.
+    std::process::exit(code.into())
 }
 
 fn exit(status: u8, message: std::fmt::Arguments) -> libc::c_int {

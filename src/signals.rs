@@ -223,21 +223,14 @@ impl SignalState {
     /// Takes one already pending signal, choosing which one itself rather than leaving it to
     /// the kernel: see [`Order`].
     fn take_pending(&self) -> Option<Received> {
-        // SAFETY: sigset_t is plain data; sigpending and sigismember only read or fill it.
+        // SAFETY: sigset_t is plain data; sigpending fills it in.
         let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `pending` is valid writable storage.
         if unsafe { libc::sigpending(&mut pending) } != 0 {
             return None;
         }
-        let is_pending = |sig: i32| {
-            // SAFETY: both sets are initialised.
-            unsafe {
-                libc::sigismember(&pending, sig) == 1
-                    && libc::sigismember(self.collected.as_ref(), sig) == 1
-            }
-        };
         let order = self.order.get();
-        let pick = order.choose(is_pending)?;
+        let pick = order.choose(low_word(&pending) & low_word(self.collected.as_ref()))?;
         // SAFETY: sigset_t is plain data, initialised by sigemptyset.
         let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: `only` is valid storage and `pick` a valid signal number.
@@ -253,6 +246,12 @@ impl SignalState {
         });
         Some(received)
     }
+}
+
+/// Signals 1 to 64 as bits 0 to 63: the first word of glibc's sigset_t, all the kernel uses.
+fn low_word(set: &libc::sigset_t) -> u64 {
+    // SAFETY: sigset_t is at least 64 bits of plain data, suitably aligned for a u64.
+    unsafe { *(set as *const libc::sigset_t).cast::<u64>() }
 }
 
 /// How long taking one signal may take before [`Order`] stops staying on that signal.
@@ -274,14 +273,19 @@ struct Order {
 }
 
 impl Order {
-    fn choose(self, is_pending: impl Fn(i32) -> bool) -> Option<i32> {
-        if self.stay && is_pending(self.last) {
+    /// From the pending signals (bit N-1 for signal N), the one to take next.
+    fn choose(self, pending: u64) -> Option<i32> {
+        if pending == 0 {
+            return None;
+        }
+        if self.stay && (1..=64).contains(&self.last) && pending & (1 << (self.last - 1)) != 0 {
             return Some(self.last);
         }
-        let max = Sig::max();
-        (self.last + 1..=max)
-            .chain(1..=self.last.min(max))
-            .find(|&sig| is_pending(sig))
+        // Rotated so that the signal after `last` sits in bit 0: the first set bit is then the
+        // next pending signal round-robin.
+        let after = self.last.rem_euclid(64) as u32;
+        let offset = pending.rotate_right(after).trailing_zeros();
+        Some(((after + offset) % 64) as i32 + 1)
     }
 }
 
@@ -440,7 +444,7 @@ mod tests {
 
     #[test]
     fn takes_pending_signals_round_robin_unless_staying_is_cheap() {
-        let pending = |set: &'static [i32]| move |sig: i32| set.contains(&sig);
+        let pending = |set: &[i32]| set.iter().fold(0u64, |mask, &sig| mask | 1 << (sig - 1));
         let rotate = |last| Order { last, stay: false };
         assert_eq!(rotate(34).choose(pending(&[34, 35, 40])), Some(35));
         assert_eq!(

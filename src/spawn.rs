@@ -2,15 +2,15 @@
 //! signal state ferrinit inherited, exec. Everything the child needs is prepared before `fork`, so
 //! that between `fork` and `exec` it makes only async-signal-safe calls.
 
-use std::ffi::{CStr, CString, OsString};
-use std::io;
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
+use crate::environ::Environ;
 use crate::exit_status::code;
 use crate::signals::SignalState;
 use crate::tty::Terminal;
@@ -54,12 +54,12 @@ impl SpawnError {
 /// Everything `exec` needs, built before `fork`.
 struct Exec {
     command: String,
-    /// Full paths to try in order: one, or one per PATH entry as execvp does.
-    candidates: Vec<CString>,
-    searched_path: Option<String>,
+    /// The program, NUL-terminated; searched in `path` unless it holds a '/'.
+    program: CString,
+    path: Option<&'static [u8]>,
     argv: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
-    /// `/bin/sh CANDIDATE ARG...`, for a file that is executable but not a binary (ENOEXEC), as
+    /// `/bin/sh PROGRAM ARG...`, for a file that is executable but not a binary (ENOEXEC), as
     /// execvp does. Slot 1 is filled in the child.
     sh_argv_ptrs: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
@@ -69,52 +69,28 @@ struct Exec {
 
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
-unsafe extern "C" {
-    static environ: *const *const libc::c_char;
-}
+/// Longest full path tried, NUL included (PATH_MAX).
+const PATH_MAX: usize = libc::PATH_MAX as usize;
 
 impl Exec {
-    fn new(command: &[OsString]) -> Result<Exec, SpawnError> {
-        let program = &command[0];
-        let name = program.to_string_lossy().into_owned();
+    fn new(command: &[OsString], environ: &Environ) -> Result<Exec, SpawnError> {
+        let name = command[0].to_string_lossy().into_owned();
         let argv = command
             .iter()
-            .map(|arg| CString::new(arg.clone().into_vec()))
+            .map(|arg| CString::new(arg.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| SpawnError::NulByte(name.clone()))?;
-        let (candidates, searched_path) = if program.as_bytes().contains(&b'/') {
-            (vec![argv[0].clone()], None)
-        } else {
-            let path = std::env::var_os("PATH").map(OsString::into_vec);
-            let path = path.unwrap_or_else(|| DEFAULT_PATH.to_vec());
-            let candidates = path
-                .split(|&b| b == b':')
-                .map(|dir| {
-                    // An empty PATH entry means the current directory.
-                    let mut full = if dir.is_empty() {
-                        b".".to_vec()
-                    } else {
-                        dir.to_vec()
-                    };
-                    full.push(b'/');
-                    full.extend_from_slice(program.as_bytes());
-                    CString::new(full)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| SpawnError::NulByte(name.clone()))?;
-            (
-                candidates,
-                Some(String::from_utf8_lossy(&path).into_owned()),
-            )
-        };
+        let program = argv[0].clone();
+        let path = (!program.as_bytes().contains(&b'/'))
+            .then(|| environ.get("PATH").map_or(DEFAULT_PATH, |p| p.as_bytes()));
         let argv_ptrs = pointers(&argv);
         let mut sh_argv_ptrs = vec![c"/bin/sh".as_ptr(), std::ptr::null()];
         sh_argv_ptrs.extend_from_slice(&argv_ptrs[1..]);
-        let (envp, listen_pid) = environment();
+        let (envp, listen_pid) = child_environment(environ);
         Ok(Exec {
             command: name,
-            candidates,
-            searched_path,
+            program,
+            path,
             argv,
             argv_ptrs,
             sh_argv_ptrs,
@@ -123,68 +99,97 @@ impl Exec {
         })
     }
 
-    /// Tries each candidate as execvp does and returns why none could run. Runs in the child:
-    /// async-signal-safe only.
+    /// Runs the program as execvp does: directly if it names a path, else from each PATH
+    /// entry in turn, building each full path on the stack. Returns why nothing could run.
+    /// Runs in the child: async-signal-safe only.
     fn exec_in_child(&mut self) -> Errno {
+        let mut run = Run {
+            argv: &self.argv_ptrs,
+            sh_argv: &mut self.sh_argv_ptrs,
+            envp: &self.envp,
+        };
+        let Some(path) = self.path else {
+            return run.exec(self.program.as_ptr());
+        };
+        let name = self.program.as_bytes();
+        let mut full = [0u8; PATH_MAX];
         let mut denied = false;
         let mut last = Errno::ENOENT;
-        for candidate in &self.candidates {
-            // SAFETY: all three arrays are NUL-terminated arrays of valid C strings that outlive
-            // the call; execve only returns on failure.
-            unsafe {
-                libc::execve(
-                    candidate.as_ptr(),
-                    self.argv_ptrs.as_ptr(),
-                    self.envp.as_ptr(),
-                )
-            };
-            last = Errno::last();
+        for dir in path.split(|&b| b == b':') {
+            // An empty PATH entry means the current directory.
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let len = dir.len() + 1 + name.len();
+            if len >= PATH_MAX {
+                continue;
+            }
+            full[..dir.len()].copy_from_slice(dir);
+            full[dir.len()] = b'/';
+            full[dir.len() + 1..len].copy_from_slice(name);
+            full[len] = 0;
+            last = run.exec(full.as_ptr().cast());
             match last {
-                Errno::ENOEXEC => {
-                    self.sh_argv_ptrs[1] = candidate.as_ptr();
-                    // SAFETY: as above.
-                    unsafe {
-                        libc::execve(
-                            c"/bin/sh".as_ptr(),
-                            self.sh_argv_ptrs.as_ptr(),
-                            self.envp.as_ptr(),
-                        )
-                    };
-                    return Errno::ENOEXEC;
-                }
                 Errno::EACCES => denied = true,
                 Errno::ENOENT
                 | Errno::ENOTDIR
                 | Errno::ESTALE
                 | Errno::ENODEV
                 | Errno::ETIMEDOUT => {}
-                _ => return last,
+                other => return other,
             }
         }
         if denied { Errno::EACCES } else { last }
     }
 
     fn error(&self, errno: Errno) -> SpawnError {
-        if let (Some(path), Errno::ENOENT | Errno::ENOTDIR) = (&self.searched_path, errno) {
+        if let (Some(path), Errno::ENOENT | Errno::ENOTDIR) = (self.path, errno) {
             return SpawnError::NotInPath {
                 command: self.command.clone(),
-                path: path.clone(),
+                path: String::from_utf8_lossy(path).into_owned(),
             };
         }
-        let single = self.candidates.len() == 1;
-        let is_dir = single
-            && std::fs::metadata(OsString::from_vec(self.argv[0].as_bytes().to_vec()))
+        let is_dir = self.path.is_none()
+            && std::fs::metadata(OsStr::from_bytes(self.argv[0].as_bytes()))
                 .is_ok_and(|m| m.is_dir());
         let reason = if errno == Errno::EACCES && is_dir {
             "it is a directory".to_owned()
         } else {
-            io::Error::from(errno).to_string()
+            errno.desc().to_owned()
         };
         SpawnError::Exec {
             command: self.command.clone(),
             errno,
             reason,
         }
+    }
+}
+
+/// The arrays one execve needs.
+struct Run<'a> {
+    argv: &'a [*const libc::c_char],
+    sh_argv: &'a mut [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+impl Run<'_> {
+    /// One execve, with execvp's fallback to /bin/sh for a file without a known format.
+    /// Async-signal-safe.
+    fn exec(&mut self, file: *const libc::c_char) -> Errno {
+        // SAFETY: all arrays are NUL-terminated arrays of valid C strings that outlive the call,
+        // and `file` is a NUL-terminated path; execve only returns on failure.
+        unsafe { libc::execve(file, self.argv.as_ptr(), self.envp.as_ptr()) };
+        let errno = Errno::last();
+        if errno == Errno::ENOEXEC {
+            self.sh_argv[1] = file;
+            // SAFETY: as above.
+            unsafe {
+                libc::execve(
+                    c"/bin/sh".as_ptr(),
+                    self.sh_argv.as_ptr(),
+                    self.envp.as_ptr(),
+                )
+            };
+        }
+        errno
     }
 }
 
@@ -199,29 +204,25 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// ferrinit's own environment, untouched, except for socket activation: when LISTEN_PID names
 /// ferrinit, the descriptors are meant for the child, so LISTEN_PID must name the child (filled in
 /// after fork) and LISTEN_PIDFDID, which would name ferrinit too, is dropped.
-fn environment() -> (Vec<*const libc::c_char>, Option<Box<[u8; 32]>>) {
-    let ours = std::process::id().to_string();
-    let for_child = std::env::var_os("LISTEN_PID").is_some_and(|v| v.as_bytes() == ours.as_bytes());
-    let mut listen_pid = None;
-    let mut envp = Vec::new();
-    // SAFETY: `environ` is the process's NULL-terminated array of C strings; ferrinit never
-    // modifies its environment, so the strings outlive the child's exec.
-    unsafe {
-        let mut entry = environ;
-        while !entry.is_null() && !(*entry).is_null() {
-            let bytes = CStr::from_ptr(*entry).to_bytes();
-            if for_child && bytes.starts_with(LISTEN_PID) {
-                let slot = Box::new([0u8; 32]);
-                envp.push(slot.as_ptr().cast());
-                listen_pid = Some(slot);
-            } else if !(for_child && bytes.starts_with(b"LISTEN_PIDFDID=")) {
-                envp.push(*entry);
-            }
-            entry = entry.add(1);
-        }
+fn child_environment(environ: &Environ) -> (Vec<*const libc::c_char>, Option<Box<[u8; 32]>>) {
+    let mut envp = environ.entries.clone();
+    let names_us = |pid: &OsStr| pid.as_bytes() == std::process::id().to_string().as_bytes();
+    if !environ.get("LISTEN_PID").is_some_and(names_us) {
+        return (envp, None);
     }
-    envp.push(std::ptr::null());
-    (envp, listen_pid)
+    let slot = Box::new([0u8; 32]);
+    let starts_with = |entry: *const libc::c_char, prefix: &[u8]| {
+        // SAFETY: every non-null entry is a valid C string from `environ`.
+        !entry.is_null()
+            && unsafe { CStr::from_ptr(entry) }
+                .to_bytes()
+                .starts_with(prefix)
+    };
+    envp.retain(|&entry| !starts_with(entry, b"LISTEN_PIDFDID="));
+    for entry in envp.iter_mut().filter(|e| starts_with(**e, LISTEN_PID)) {
+        *entry = slot.as_ptr().cast();
+    }
+    (envp, Some(slot))
 }
 
 /// Writes `LISTEN_PID=<pid>\0` into the slot. Async-signal-safe (no allocation, no locale).
@@ -247,10 +248,11 @@ fn write_listen_pid(slot: &mut [u8; 32], pid: libc::pid_t) {
 /// Starts the command and returns once it has been exec'd, or with the reason it could not be.
 pub fn spawn(
     command: &[OsString],
+    environ: &Environ,
     signals: &SignalState,
     terminal: Option<&Terminal>,
 ) -> Result<Pid, SpawnError> {
-    let mut exec = Exec::new(command)?;
+    let mut exec = Exec::new(command, environ)?;
     // Closed by exec on success; on failure the child writes its errno here first.
     let (report_read, report_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;

@@ -8,6 +8,7 @@ use nix::unistd::Pid;
 use crate::cli::{Config, Mode};
 use crate::delay::Delays;
 use crate::drain::drain;
+use crate::environ::Environ;
 use crate::exit_status::{ChildStatus, code};
 use crate::fds;
 use crate::log::{debug, error, info, warning};
@@ -16,7 +17,7 @@ use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
 use crate::tty::Terminal;
 
-pub fn run(config: &Config, signals: &SignalState) -> u8 {
+pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     if let Err(message) = become_reaper(config) {
         error!("{message}");
         return code::INTERNAL;
@@ -25,7 +26,7 @@ pub fn run(config: &Config, signals: &SignalState) -> u8 {
         return pause(config, signals);
     };
     let terminal = Terminal::foreground_at_start();
-    let child = match spawn::spawn(command, signals, terminal.as_ref()) {
+    let child = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
         Ok(child) => child,
         Err(e) => {
             error!("{e}");

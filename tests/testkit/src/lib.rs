@@ -38,6 +38,9 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds (once per test binary; cargo makes later calls no-ops) the static release ferrinit
 /// and the probe. `FERRINIT_BIN` / `FERRINIT_PROBE` point the tests at prebuilt ones instead.
+/// How the shipped binary is built: static glibc, not position-independent (see README).
+pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static";
+
 pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
@@ -62,14 +65,14 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
-/// The README's static build: `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
-/// --target x86_64-unknown-linux-gnu`. Returns the executables cargo reports.
+/// The README's static build (the flags are those of the Dockerfile too), returning the
+/// executables cargo reports.
 pub fn build_static(packages: &[&str]) -> Vec<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("RUSTFLAGS", STATIC_RUSTFLAGS)
         .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu"])
         .args(["--bins", "--message-format=json-render-diagnostics"]);
     for package in packages {
