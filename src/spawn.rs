@@ -3,11 +3,9 @@
 //! that between `fork` and `exec` it makes only async-signal-safe calls.
 
 use std::ffi::{CStr, CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
 use crate::environ::Environ;
@@ -30,8 +28,8 @@ pub enum SpawnError {
     },
     #[error("cannot run '{0}': an argument contains a NUL byte")]
     NulByte(String),
-    #[error("cannot create a pipe to watch the child's exec: {0}")]
-    Pipe(#[source] Errno),
+    #[error("cannot map memory to watch the child's exec: {0}")]
+    Memory(#[source] Errno),
     #[error("cannot fork the child: {0}")]
     Fork(#[source] Errno),
 }
@@ -46,7 +44,7 @@ impl SpawnError {
                 ..
             } => code::NOT_FOUND,
             SpawnError::Exec { .. } | SpawnError::NulByte(_) => code::NOT_EXECUTABLE,
-            SpawnError::Pipe(_) | SpawnError::Fork(_) => code::INTERNAL,
+            SpawnError::Memory(_) | SpawnError::Fork(_) => code::INTERNAL,
         }
     }
 }
@@ -251,13 +249,11 @@ pub fn spawn(
     environ: &Environ,
     signals: &SignalState,
     terminal: Option<&Terminal>,
-) -> Result<Pid, SpawnError> {
+) -> Result<Child, SpawnError> {
     let mut exec = Exec::new(command, environ)?;
-    // Closed by exec on success; on failure the child writes its errno here first.
-    let (report_read, report_write) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    let report = ExecReport::new()?;
     // SAFETY: ferrinit is single-threaded, and the child only makes async-signal-safe calls
-    // (setpgid, tcsetpgrp, sigaction, sigprocmask, execve, write, _exit) on memory prepared above.
+    // (setpgid, tcsetpgrp, sigaction, sigprocmask, execve, _exit) on memory prepared above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SpawnError::Fork(Errno::last()));
@@ -273,36 +269,73 @@ pub fn spawn(
                 write_listen_pid(slot, libc::getpid());
             }
             signals.restore_inherited_in_child();
-            let errno = exec.exec_in_child() as i32;
-            libc::write(
-                report_write.as_raw_fd(),
-                (&raw const errno).cast(),
-                size_of::<i32>(),
-            );
+            report.set(exec.exec_in_child());
             libc::_exit(code::NOT_FOUND.into());
         }
     }
-    drop(report_write);
-    let child = Pid::from_raw(pid);
-    match read_exec_report(report_read) {
-        None => Ok(child),
-        Some(errno) => {
-            // The child has exited (or is about to): collect it so it leaves no zombie.
-            let _ = nix::sys::wait::waitpid(child, None);
-            Err(exec.error(errno))
-        }
+    // The child does this too; whichever comes first, the group exists before any forward.
+    // SAFETY: setpgid has no memory-safety preconditions; EACCES once the child has exec'd.
+    unsafe { libc::setpgid(pid, pid) };
+    Ok(Child {
+        pid: Pid::from_raw(pid),
+        exec,
+        report,
+    })
+}
+
+/// The main child, and what is needed to tell, once it has ended, whether its exec failed.
+pub struct Child {
+    pub pid: Pid,
+    exec: Exec,
+    report: ExecReport,
+}
+
+impl Child {
+    /// Why the command could not be started, if it could not. Only meaningful once the child
+    /// has been reaped: the report is written before the child exits.
+    pub fn exec_error(&self) -> Option<SpawnError> {
+        self.report.get().map(|errno| self.exec.error(errno))
     }
 }
 
-/// End-of-file means exec succeeded (or the child died before it could tell).
-fn read_exec_report(pipe: OwnedFd) -> Option<Errno> {
-    let mut buf = [0u8; 4];
-    loop {
-        match nix::unistd::read(&pipe, &mut buf) {
-            Ok(4) => return Some(Errno::from_raw(i32::from_ne_bytes(buf))),
-            Err(Errno::EINTR) => continue,
-            _ => return None,
+/// One word of memory shared with the child until its exec: where it leaves errno if the exec
+/// fails. ferrinit reads it only after reaping the child, so it never waits for the exec itself
+/// (no pipe to block on, no descriptor to keep).
+struct ExecReport(std::ptr::NonNull<i32>);
+
+impl ExecReport {
+    fn new() -> Result<ExecReport, SpawnError> {
+        // SAFETY: a fresh anonymous mapping; fork shares it, exec drops it from the child.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size_of::<i32>(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(SpawnError::Memory(Errno::last()));
         }
+        // mmap never returns null on success; the page is zero-filled: "no error".
+        std::ptr::NonNull::new(page.cast())
+            .map(ExecReport)
+            .ok_or(SpawnError::Memory(Errno::EINVAL))
+    }
+
+    /// In the child, after a failed exec. Async-signal-safe.
+    fn set(&self, errno: Errno) {
+        // SAFETY: the mapping is valid, aligned and shared; only the child writes it.
+        unsafe { self.0.as_ptr().write_volatile(errno as i32) };
+    }
+
+    fn get(&self) -> Option<Errno> {
+        // SAFETY: the mapping stays valid for ferrinit's whole life; the child that wrote it has
+        // exited (and been reaped) before anyone asks.
+        let errno = unsafe { self.0.as_ptr().read_volatile() };
+        (errno != 0).then(|| Errno::from_raw(errno))
     }
 }
 

@@ -26,13 +26,14 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
         return pause(config, signals);
     };
     let terminal = Terminal::foreground_at_start();
-    let child = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
-        Ok(child) => child,
+    let spawned = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
+        Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
             return e.exit_code();
         }
     };
+    let child = spawned.pid;
     fds::close_inherited();
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
@@ -40,13 +41,23 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
 
     let mut supervisor = Supervisor::new(config, child, terminal, signals);
     let status = supervisor.wait_for_child();
-    if let Some(grace) = config.grace_period {
-        drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
-    }
+    // The child is reaped: had its exec failed, it said why before exiting.
+    let code = match spawned.exec_error() {
+        Some(e) => {
+            error!("{e}");
+            e.exit_code()
+        }
+        None => {
+            if let Some(grace) = config.grace_period {
+                drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
+            }
+            config.remap_exit.exit_code(status)
+        }
+    };
     if let Some(terminal) = &supervisor.terminal {
         terminal.take_back(child);
     }
-    config.remap_exit.exit_code(status)
+    code
 }
 
 struct Supervisor<'a> {
