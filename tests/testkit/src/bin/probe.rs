@@ -33,9 +33,12 @@ usage: probe MODE [ARGS]
                        'stubborn': it ignores every signal; 'spawner': on TERM it forks a stubborn
                        process, prints 'spawned PID' and exits
   setuid-root TAG      become root for real (a setuid-root copy of the probe), then 'signals TAG'
-  storm-target         count every signal received while a thread forks children (checking
-                       that none is hit by a signal) and orphans; at stdin EOF print
-                       'received SIGNAME N' lines, 'churn N bad K', and exit 42
+  storm-target [quiet] count every signal received while a thread forks children (checking
+                       that none is hit by a signal) and orphans (not with 'quiet'); at stdin
+                       EOF print 'received SIGNAME N' lines, 'churn N bad K', and exit 42
+  echo-signal SIG      print 'ready', then write one byte to stdout per SIG received
+  tree N               fork N processes that print 'done' and exit on SIGTERM; 'tree ready';
+                       then wait for SIGTERM (its default action)
   exit-after N CODE    handle every signal; after N of them, exit with CODE
   orphans-then-exit N CODE
                        make N orphans, then release them and exit CODE in the same instant
@@ -75,7 +78,9 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
             assert!(became, "setresuid(0): {}", std::io::Error::last_os_error());
             signals(arg(1))
         }
-        "storm-target" => storm_target(),
+        "storm-target" => storm_target(arg(1) != "quiet"),
+        "echo-signal" => echo_signal(number(1)),
+        "tree" => tree(number(1) as usize),
         "exit-after" => exit_after(number(1) as usize, number(2)),
         "orphans-then-exit" => orphans_then_exit(number(1) as usize, number(2)),
         "state-file" => {
@@ -433,7 +438,7 @@ fn tty_read() -> i32 {
 
 /// The storm's target: counts what arrives (in the handlers themselves, so that nothing delivered
 /// goes uncounted) while a thread churns out children and orphans.
-fn storm_target() -> i32 {
+fn storm_target(churn_on: bool) -> i32 {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     static COUNTS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
     static STOP: AtomicBool = AtomicBool::new(false);
@@ -447,9 +452,9 @@ fn storm_target() -> i32 {
         }
         .expect("register handler");
     }
-    let churn = std::thread::spawn(|| {
+    let churn = std::thread::spawn(move || {
         let (mut churned, mut hit) = (0usize, 0usize);
-        while !STOP.load(Ordering::Relaxed) {
+        while churn_on && !STOP.load(Ordering::Relaxed) {
             // SAFETY: the child only calls fork and _exit.
             match unsafe { libc::fork() } {
                 0 => unsafe {
@@ -590,4 +595,51 @@ fn drop_tty(code: i32) -> i32 {
         libc::close(2);
     }
     code
+}
+
+/// One byte out per signal in, with nothing in between: a signal's round trip, for benchmarks.
+fn echo_signal(sig: i32) -> i32 {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid storage and a valid signal number.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    say("ready");
+    loop {
+        // SAFETY: `set` is initialised; a null siginfo is allowed.
+        if unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) } == sig {
+            // SAFETY: writing one byte from a valid buffer to stdout.
+            if unsafe { libc::write(1, b"!".as_ptr().cast(), 1) } != 1 {
+                return 0;
+            }
+        }
+    }
+}
+
+/// A cooperating process tree: N processes that finish their work on SIGTERM ('done') and exit.
+fn tree(count: usize) -> i32 {
+    let (ready_read, ready_write) = pipe();
+    for _ in 0..count {
+        // SAFETY: single-threaded; the child continues with ordinary code.
+        if let ForkResult::Child = unsafe { fork() }.expect("fork") {
+            drop(ready_read);
+            let mut term = signal_hook::iterator::Signals::new([libc::SIGTERM]).expect("handler");
+            drop(ready_write);
+            if term.forever().next().is_some() {
+                say("done");
+            }
+            std::process::exit(0)
+        }
+    }
+    drop(ready_write);
+    // Ready once every member holds its handler and has closed its end.
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+    say("tree ready");
+    loop {
+        nix::unistd::pause();
+    }
 }
