@@ -115,3 +115,32 @@ fn a_background_ferrinit_leaves_the_terminal_to_the_shell() {
     shell.type_text("exit\n");
     assert!(shell.finish().success());
 }
+
+#[test]
+fn ctrl_z_as_pid1_stops_the_child_and_a_forwarded_cont_resumes_it() {
+    // docker run -it: there is no shell to give the terminal back to, so ferrinit stays up and
+    // the child stays stopped until a SIGCONT comes (docker kill -s CONT, or the runtime).
+    let mut terminal = OnTerminal::start(as_pid1(["--", probe_arg(), "tty-read"]));
+    terminal.expect("ready");
+    let ferrinit = ferrinit_testkit::children_of(terminal.pid())[0];
+    let child = ferrinit_testkit::children_of(ferrinit)[0];
+    terminal.type_text("\x1a");
+    let state = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned))
+    };
+    ferrinit_testkit::eventually("the child is stopped", || {
+        state(child).as_deref() == Some("T")
+    });
+    assert_eq!(
+        state(ferrinit).as_deref(),
+        Some("S"),
+        "ferrinit itself keeps running"
+    );
+    // SAFETY: kill has no memory-safety preconditions; the pid is our ferrinit.
+    assert_eq!(unsafe { libc::kill(ferrinit, libc::SIGCONT) }, 0);
+    terminal.type_text("resumed\n");
+    terminal.expect("read resumed");
+    assert!(terminal.finish().success());
+}

@@ -179,14 +179,21 @@ fn measure(bench: &Bench, options: &Options) -> String {
 
     let _ = writeln!(out, "## Headline\n");
     let headline: Vec<Row> = [
-        (&idle[0], "idle wake-ups per 10 s"),
-        (&idle[2], "idle RSS"),
-        (&startup[1], "start-up CPU above no init"),
-        (&startup[5], "start-up instructions"),
-        (&reaping[1], "CPU per orphan reaped"),
+        (&idle[0], "idle: wake-ups per 10 s"),
+        (&idle[1], "idle: CPU per 10 s"),
+        (&idle[2], "idle: resident memory"),
+        (&size, "static binary size"),
+        (&startup[1], "start-up: CPU above no init"),
+        (&startup[5], "start-up: instructions of the init"),
+        (&reaping[1], "reaping: CPU per orphan"),
         (&latency[0], "signal round trip p50"),
-        (&storm[0], "storm CPU"),
-        (&shutdown[1], "graceful shutdown: processes that finished"),
+        (&latency[1], "signal round trip p99"),
+        (&storm[0], "signal storm: init CPU"),
+        (&storm[1], "storm: drained after the last send"),
+        (
+            &shutdown[1],
+            "shutdown: processes that finished their TERM handler",
+        ),
     ]
     .into_iter()
     .map(|(row, title)| Row {

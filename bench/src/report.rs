@@ -84,6 +84,11 @@ impl Row {
 
 pub fn number(value: f64) -> String {
     let abs = value.abs();
+    if abs > 0.0 && abs < 0.01 {
+        // Two significant digits: 0.000097, not 0.00.
+        let decimals = (-abs.log10()).ceil() as usize + 1;
+        return format!("{value:.decimals$}");
+    }
     let text = if abs >= 100.0 || value == value.trunc() {
         format!("{value:.0}")
     } else if abs >= 10.0 {
@@ -262,5 +267,7 @@ mod tests {
         assert_eq!(number(12.345), "12.3");
         assert_eq!(number(-1234.0), "-1,234");
         assert_eq!(number(0.0), "0");
+        assert_eq!(number(0.000097), "0.000097");
+        assert_eq!(number(0.0042), "0.0042");
     }
 }

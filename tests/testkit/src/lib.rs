@@ -634,6 +634,11 @@ impl OnTerminal {
         }
     }
 
+    /// The process started (unshare, when run as PID 1).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// Types `text` at the terminal (control characters included: "\x03" is Ctrl-C).
     pub fn type_text(&mut self, text: &str) {
         self.master
