@@ -44,7 +44,7 @@ impl Sizes {
         round_trips: 10_000,
         latency_blocks: 10,
         storm_signals: 100_000,
-        storm_rounds: 3,
+        storm_rounds: 5,
         tree: 50,
         shutdown_rounds: 3,
         stop_timeout: Duration::from_secs(10),

@@ -113,6 +113,15 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    init_as_pid1(ferrinit(), args)
+}
+
+/// `INIT ARGS` as PID 1 of a new PID namespace, for any init (tini, to compare).
+pub fn init_as_pid1<I, S>(init: &Path, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     // By full path: a test may give the command another PATH.
     let mut command = Command::new(which("unshare").expect("unshare (util-linux) is installed"));
     if !is_root() {
@@ -120,7 +129,7 @@ where
     }
     command
         .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(ferrinit())
+        .arg(init)
         .args(args);
     clean_start(&mut command);
     command
@@ -232,18 +241,19 @@ impl Running {
         self.child.id() as i32
     }
 
-    /// Host pid of ferrinit: the started process, or its first descendant named ferrinit when a
-    /// launcher (unshare, bwrap) runs it. Call after a handshake, so that ferrinit exists.
+    /// Host pid of the init under test: the started process, or, when a launcher (unshare,
+    /// bwrap) runs it, the first descendant that is not a launcher. Call after a handshake, so
+    /// that the init exists.
     pub fn init_pid(&self) -> i32 {
         let mut queue = vec![self.pid()];
         while let Some(pid) = queue.pop() {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "ferrinit" {
+            if !matches!(comm.trim(), "unshare" | "bwrap") {
                 return pid;
             }
             queue.extend(children_of(pid));
         }
-        panic!("no ferrinit under pid {}", self.pid())
+        panic!("no init under pid {}", self.pid())
     }
 
     /// Sends `sig` to ferrinit itself.
