@@ -174,6 +174,7 @@ impl SignalState {
             order: Cell::new(Order {
                 last: 0,
                 stay: false,
+                backlog: false,
             }),
             inherited_mask,
             inherited_sigchld,
@@ -200,16 +201,27 @@ impl SignalState {
     /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
     /// Returns `None` once the deadline has passed.
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
-        if let Some(received) = self.take_pending() {
-            return Some(received);
+        if self.order.get().backlog {
+            if let Some(received) = self.take_pending() {
+                return Some(received);
+            }
+            self.order.set(Order {
+                backlog: false,
+                ..self.order.get()
+            });
         }
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match dequeue(self.collected.as_ref(), timeout) {
                 Ok(received) => {
+                    // Real-time signals queue: where one came, more may wait. A standard one
+                    // (SIGCHLD, above all) stands alone, and the next wait can go straight
+                    // to sleep.
+                    let sig = received.sig.0;
                     self.order.set(Order {
-                        last: received.sig.0,
+                        last: sig,
                         stay: true,
+                        backlog: sig >= libc::SIGRTMIN(),
                     });
                     return Some(received);
                 }
@@ -243,6 +255,7 @@ impl SignalState {
         self.order.set(Order {
             last: pick,
             stay: started.elapsed() < CHEAP_DEQUEUE,
+            backlog: true,
         });
         Some(received)
     }
@@ -270,6 +283,9 @@ const CHEAP_DEQUEUE: Duration = Duration::from_micros(20);
 struct Order {
     last: i32,
     stay: bool,
+    /// Whether signals may be waiting: then pick among the pending ones ourselves, else go
+    /// straight to a blocking wait (one system call per wake-up, not two).
+    backlog: bool,
 }
 
 impl Order {
@@ -445,7 +461,11 @@ mod tests {
     #[test]
     fn takes_pending_signals_round_robin_unless_staying_is_cheap() {
         let pending = |set: &[i32]| set.iter().fold(0u64, |mask, &sig| mask | 1 << (sig - 1));
-        let rotate = |last| Order { last, stay: false };
+        let rotate = |last| Order {
+            last,
+            stay: false,
+            backlog: true,
+        };
         assert_eq!(rotate(34).choose(pending(&[34, 35, 40])), Some(35));
         assert_eq!(
             rotate(40).choose(pending(&[34, 35, 40])),
@@ -462,6 +482,7 @@ mod tests {
         let stay = Order {
             last: 35,
             stay: true,
+            backlog: true,
         };
         assert_eq!(stay.choose(pending(&[34, 35, 40])), Some(35));
         assert_eq!(
