@@ -173,6 +173,7 @@ impl SignalState {
             collected,
             order: Cell::new(Order {
                 last: 0,
+                run: 0,
                 stay: false,
                 backlog: false,
             }),
@@ -218,8 +219,10 @@ impl SignalState {
                     // (SIGCHLD, above all) stands alone, and the next wait can go straight
                     // to sleep.
                     let sig = received.sig.0;
+                    let order = self.order.get();
                     self.order.set(Order {
                         last: sig,
+                        run: order.run_after(sig),
                         stay: true,
                         backlog: sig >= libc::SIGRTMIN(),
                     });
@@ -254,6 +257,7 @@ impl SignalState {
         let received = dequeue(&only, Some(Duration::ZERO)).ok()?;
         self.order.set(Order {
             last: pick,
+            run: order.run_after(pick),
             stay: started.elapsed() < CHEAP_DEQUEUE,
             backlog: true,
         });
@@ -266,6 +270,10 @@ fn low_word(set: &libc::sigset_t) -> u64 {
     // SAFETY: sigset_t is at least 64 bits of plain data, suitably aligned for a u64.
     unsafe { *(set as *const libc::sigset_t).cast::<u64>() }
 }
+
+/// How many of one signal [`Order`] takes in a row at most while others are pending: a sender
+/// that never stops sending one signal must not starve the others (SIGCHLD above all).
+const MAX_RUN: u32 = 4096;
 
 /// How long taking one signal may take before [`Order`] stops staying on that signal.
 const CHEAP_DEQUEUE: Duration = Duration::from_micros(20);
@@ -282,6 +290,8 @@ const CHEAP_DEQUEUE: Duration = Duration::from_micros(20);
 #[derive(Clone, Copy)]
 struct Order {
     last: i32,
+    /// How many of `last` were taken in a row.
+    run: u32,
     stay: bool,
     /// Whether signals may be waiting: then pick among the pending ones ourselves, else go
     /// straight to a blocking wait (one system call per wake-up, not two).
@@ -289,12 +299,22 @@ struct Order {
 }
 
 impl Order {
+    /// The length of the run once `sig` is taken.
+    fn run_after(self, sig: i32) -> u32 {
+        if sig == self.last {
+            self.run.saturating_add(1)
+        } else {
+            1
+        }
+    }
+
     /// From the pending signals (bit N-1 for signal N), the one to take next.
     fn choose(self, pending: u64) -> Option<i32> {
         if pending == 0 {
             return None;
         }
-        if self.stay && (1..=64).contains(&self.last) && pending & (1 << (self.last - 1)) != 0 {
+        let last_pending = (1..=64).contains(&self.last) && pending & (1 << (self.last - 1)) != 0;
+        if self.stay && self.run < MAX_RUN && last_pending {
             return Some(self.last);
         }
         // Rotated so that the signal after `last` sits in bit 0: the first set bit is then the
@@ -463,6 +483,7 @@ mod tests {
         let pending = |set: &[i32]| set.iter().fold(0u64, |mask, &sig| mask | 1 << (sig - 1));
         let rotate = |last| Order {
             last,
+            run: 1,
             stay: false,
             backlog: true,
         };
@@ -481,6 +502,7 @@ mod tests {
         assert_eq!(rotate(17).choose(pending(&[])), None);
         let stay = Order {
             last: 35,
+            run: 1,
             stay: true,
             backlog: true,
         };
@@ -490,6 +512,21 @@ mod tests {
             Some(40),
             "moves on once it is gone"
         );
+    }
+
+    #[test]
+    fn a_run_of_one_signal_ends_so_that_no_other_starves() {
+        let pending = (1u64 << (libc::SIGCHLD - 1)) | (1 << 34);
+        let staying = |run| Order {
+            last: 35,
+            run,
+            stay: true,
+            backlog: true,
+        };
+        assert_eq!(staying(MAX_RUN - 1).choose(pending), Some(35));
+        assert_eq!(staying(MAX_RUN).choose(pending), Some(libc::SIGCHLD));
+        assert_eq!(staying(7).run_after(35), 8);
+        assert_eq!(staying(7).run_after(36), 1);
     }
 
     #[test]
