@@ -286,7 +286,8 @@ const CHEAP_DEQUEUE: Duration = Duration::from_micros(20);
 /// dequeue walks further: quadratic, seconds of kernel time for every init alike. Taking
 /// signals round-robin follows the arrival order of such a queue instead; staying on the same
 /// signal while that stays cheap follows a sender that repeats one signal. Either way each
-/// signal number keeps its own first-in, first-out order, and none starves.
+/// signal number keeps its own first-in, first-out order, and none starves: a run of one signal
+/// ends after [`MAX_RUN`].
 #[derive(Clone, Copy)]
 struct Order {
     last: i32,
