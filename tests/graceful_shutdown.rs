@@ -120,6 +120,7 @@ fn a_straggler_that_ignores_term_is_killed_after_the_grace_period_as_subreaper()
 #[test]
 fn a_process_forked_during_the_drain_is_caught_too() {
     // The straggler answers TERM by forking a process that ignores every signal, then exits.
+    // The grace period leaves even a loaded machine time for that; then SIGKILL must find it.
     for (command, host_pids) in [
         (
             as_pid1([
