@@ -125,7 +125,7 @@ fn a_process_forked_during_the_drain_is_caught_too() {
         (
             as_pid1([
                 "-t",
-                "300ms",
+                "2s",
                 "--",
                 probe_arg(),
                 "straggler",
