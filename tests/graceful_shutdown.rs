@@ -138,7 +138,7 @@ fn a_process_forked_during_the_drain_is_caught_too() {
             as_process([
                 "-s",
                 "-t",
-                "300ms",
+                "2s",
                 "--",
                 probe_arg(),
                 "straggler",
