@@ -1,7 +1,7 @@
 //! On a terminal the child leads the foreground process group: Ctrl-C reaches it (and ferrinit
 //! exits 130), and Ctrl-Z under an interactive shell gives the prompt back, with `fg` resuming.
 
-use ferrinit_testkit::{OnTerminal, as_pid1, as_process, ferrinit, probe, rtmin};
+use ferrinit_testkit::{OnTerminal, as_pid1, as_process, interactive_shell, probe, rtmin};
 
 fn probe_arg() -> &'static str {
     probe().to_str().expect("utf-8 path")
@@ -44,21 +44,6 @@ fn the_child_reads_the_terminal_as_pid1() {
     terminal.type_text("typed at the terminal\n");
     terminal.expect("read typed at the terminal");
     assert!(terminal.finish().success());
-}
-
-/// An interactive bash with job control, its prompt a marker we can wait for.
-fn interactive_shell() -> OnTerminal {
-    let mut command = std::process::Command::new("bash");
-    command
-        .args(["--norc", "--noprofile", "-i"])
-        .env("PS1", "PROMPT> ")
-        .env("TERM", "dumb")
-        .env("F", ferrinit())
-        .env("P", probe());
-    ferrinit_testkit::clean_start(&mut command);
-    let terminal = OnTerminal::start(command);
-    terminal.expect("PROMPT> ");
-    terminal
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferrinit_testkit::{
-    OnTerminal, Running, as_pid1, as_process, children_of, clean_command, eventually, ferrinit,
-    is_root, probe, rtmin, run, scratch_dir, status_field, zombies_of,
+    Running, as_pid1, as_process, children_of, clean_command, eventually, ferrinit, is_root, probe,
+    rtmin, run, scratch_dir, status_field, zombies_of,
 };
 
 fn probe_arg() -> &'static str {
@@ -389,18 +389,7 @@ fn a_child_that_forks_as_fast_as_it_can_is_kept_up_with() {
 
 #[test]
 fn a_child_that_drops_the_terminal_still_gets_its_status_through() {
-    let mut shell = {
-        let mut command = std::process::Command::new("bash");
-        command
-            .args(["--norc", "--noprofile", "-i"])
-            .env("PS1", "PROMPT> ")
-            .env("TERM", "dumb")
-            .env("F", ferrinit())
-            .env("P", probe());
-        ferrinit_testkit::clean_start(&mut command);
-        OnTerminal::start(command)
-    };
-    shell.expect("PROMPT> ");
+    let mut shell = ferrinit_testkit::interactive_shell();
     shell.type_text("\"$F\" -s -- \"$P\" drop-tty 6; echo status=$?\n");
     shell.expect("status=6");
     // And the shell has its terminal back.
@@ -534,8 +523,7 @@ fn fork_failing_under_rlimit_nproc_is_a_clear_error_not_a_hang() {
 
 #[test]
 fn a_sibling_outside_the_subtree_survives_every_mode_untouched() {
-    let mut sibling = Running::start(clean_command(probe(), ["signals", "sibling"]));
-    sibling.expect_stdout("sibling ready");
+    let sibling = ferrinit_testkit::Sibling::start();
     let modes: [&[&str]; 4] = [
         &["-s", "--", probe_arg(), "signals"],
         &["-s", "-g", "--", probe_arg(), "signals"],
@@ -569,12 +557,7 @@ fn a_sibling_outside_the_subtree_survives_every_mode_untouched() {
         running.close_stdin();
         running.finish();
     }
-    // Alive, and this USR1 is the first signal it ever got.
-    // SAFETY: kill has no memory-safety preconditions; the sibling is our child.
-    assert_eq!(unsafe { libc::kill(sibling.pid(), libc::SIGUSR1) }, 0);
-    assert_eq!(sibling.expect_stdout("sibling got"), "sibling got SIGUSR1");
-    sibling.close_stdin();
-    assert_eq!(sibling.finish().code(), 0);
+    sibling.assert_untouched();
 }
 
 #[test]

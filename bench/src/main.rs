@@ -196,14 +196,7 @@ fn measure(bench: &Bench, options: &Options) -> String {
         ),
     ]
     .into_iter()
-    .map(|(row, title)| Row {
-        metric: title.into(),
-        basis: row.basis,
-        unit: row.unit,
-        lower_is_better: row.lower_is_better,
-        values: row.values.clone(),
-        notes: row.notes.clone(),
-    })
+    .map(|(row, title)| row.titled(title))
     .collect();
     out.push_str(&report::table(&names, &headline, reference, limit));
 
@@ -246,17 +239,7 @@ fn measure(bench: &Bench, options: &Options) -> String {
     ];
     for (title, text, rows) in sections {
         let _ = writeln!(out, "\n## {title}\n\n{text}\n");
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .map(|row| Row {
-                metric: row.metric.clone(),
-                basis: row.basis,
-                unit: row.unit,
-                lower_is_better: row.lower_is_better,
-                values: row.values.clone(),
-                notes: row.notes.clone(),
-            })
-            .collect();
+        let rows: Vec<Row> = rows.into_iter().cloned().collect();
         out.push_str(&report::table(&names, &rows, reference, limit));
         if title.starts_with("1.") {
             let _ = writeln!(out);

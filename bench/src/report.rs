@@ -36,6 +36,7 @@ impl Samples {
 }
 
 /// One row of a table: a metric, what it is measured with, and a value per init.
+#[derive(Clone)]
 pub struct Row {
     pub metric: String,
     /// What the number is made of: "CPU time (schedstat)", "instructions (callgrind)", ...
@@ -69,6 +70,22 @@ impl Row {
     pub fn higher_is_better(mut self) -> Row {
         self.lower_is_better = false;
         self
+    }
+
+    /// Adds one measurement for init number `init`.
+    pub fn push(&mut self, init: usize, value: f64) {
+        self.values[init]
+            .get_or_insert_with(Samples::default)
+            .0
+            .push(value);
+    }
+
+    /// The same row under another title.
+    pub fn titled(&self, metric: &str) -> Row {
+        Row {
+            metric: metric.into(),
+            ..self.clone()
+        }
     }
 
     pub fn median(&self, init: usize) -> Option<f64> {

@@ -224,19 +224,11 @@ impl Bench {
                 .collect();
             std::thread::sleep(self.sizes.idle);
             for ((i, workload, pid), (switches, ns)) in running.into_iter().zip(before) {
-                let push = |row: &mut Row, value: f64| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .push(value)
-                };
-                push(
-                    &mut wakeups,
-                    (status_number(pid, "voluntary_ctxt_switches") - switches) as f64,
-                );
-                push(&mut cpu, (cpu_ns(pid) - ns) as f64 / 1e3);
-                push(&mut rss, status_number(pid, "VmRSS") as f64);
-                push(&mut hwm, status_number(pid, "VmHWM") as f64);
+                let switched = status_number(pid, "voluntary_ctxt_switches") - switches;
+                wakeups.push(i, switched as f64);
+                cpu.push(i, (cpu_ns(pid) - ns) as f64 / 1e3);
+                rss.push(i, status_number(pid, "VmRSS") as f64);
+                hwm.push(i, status_number(pid, "VmHWM") as f64);
                 workload.finish();
             }
         }
@@ -300,17 +292,11 @@ impl Bench {
             for (i, (cpu_total, fault_total, wall_total, switch_total)) in
                 totals.into_iter().enumerate()
             {
-                let push = |row: &mut Row, value: f64| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .push(value)
-                };
-                push(&mut cpu, per_run(cpu_total));
-                push(&mut above, per_run(cpu_total) - baseline);
-                push(&mut faults, fault_total as f64 / runs as f64);
-                push(&mut switches, switch_total as f64 / runs as f64);
-                push(&mut wall, per_run(wall_total));
+                cpu.push(i, per_run(cpu_total));
+                above.push(i, per_run(cpu_total) - baseline);
+                faults.push(i, fault_total as f64 / runs as f64);
+                switches.push(i, switch_total as f64 / runs as f64);
+                wall.push(i, per_run(wall_total));
             }
         }
         if run::have("valgrind") {
@@ -385,15 +371,9 @@ impl Bench {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 let cpu = (cpu_ns(pid) - cpu_before) as f64;
-                let push = |row: &mut Row, value: f64| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .push(value)
-                };
-                push(&mut throughput, orphans as f64 / (cpu / 1e9));
-                push(&mut per_orphan, cpu / orphans as f64);
-                push(&mut wall, started.elapsed().as_secs_f64() * 1e3);
+                throughput.push(i, orphans as f64 / (cpu / 1e9));
+                per_orphan.push(i, cpu / orphans as f64);
+                wall.push(i, started.elapsed().as_secs_f64() * 1e3);
                 workload.finish();
             }
         }
@@ -425,14 +405,8 @@ impl Bench {
                     samples.push(started.elapsed().as_secs_f64() * 1e6);
                 }
                 let block = Samples(samples);
-                let push = |row: &mut Row, value: Option<f64>| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .extend(value)
-                };
-                push(&mut p50, block.percentile(50.0));
-                push(&mut p99, block.percentile(99.0));
+                p50.push(i, block.percentile(50.0).expect("samples"));
+                p99.push(i, block.percentile(99.0).expect("samples"));
                 workload.kill();
             }
         }
@@ -505,15 +479,9 @@ impl Bench {
                     );
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                let push = |row: &mut Row, value: f64| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .push(value)
-                };
-                push(&mut drain, sent.elapsed().as_secs_f64() * 1e3);
+                drain.push(i, sent.elapsed().as_secs_f64() * 1e3);
                 if !init.is_none() {
-                    push(&mut cpu, (cpu_ns(pid1) - cpu_before) as f64 / 1e6);
+                    cpu.push(i, (cpu_ns(pid1) - cpu_before) as f64 / 1e6);
                 }
                 let (code, rest) = workload.finish();
                 let received: f64 = rest
@@ -526,8 +494,8 @@ impl Bench {
                             .ok()
                     })
                     .sum();
-                push(&mut delivered, received);
-                push(&mut status, f64::from(u8::from(code == 42)));
+                delivered.push(i, received);
+                status.push(i, f64::from(u8::from(code == 42)));
             }
         }
         cpu.notes[n - 1] = Some("0 (no init)".into());
@@ -574,14 +542,8 @@ impl Bench {
                 let (_, rest) = workload.finish();
                 let elapsed = started.elapsed().as_secs_f64() * 1e3;
                 let done = rest.lines().filter(|l| *l == "done").count();
-                let push = |row: &mut Row, value: f64| {
-                    row.values[i]
-                        .get_or_insert_with(Samples::default)
-                        .0
-                        .push(value)
-                };
-                push(&mut time, elapsed);
-                push(&mut finished, done as f64);
+                time.push(i, elapsed);
+                finished.push(i, done as f64);
             }
         }
         vec![time, finished]

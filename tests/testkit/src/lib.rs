@@ -734,3 +734,44 @@ pub fn is_alive(pid: i32) -> bool {
             .is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z'))
     })
 }
+
+/// An interactive bash with job control on a new terminal, its prompt `PROMPT> ` (already shown),
+/// with `$F` the ferrinit and `$P` the probe under test.
+pub fn interactive_shell() -> OnTerminal {
+    let mut command = Command::new("bash");
+    command
+        .args(["--norc", "--noprofile", "-i"])
+        .env("PS1", "PROMPT> ")
+        .env("TERM", "dumb")
+        .env("F", ferrinit())
+        .env("P", probe());
+    clean_start(&mut command);
+    let terminal = OnTerminal::start(command);
+    terminal.expect("PROMPT> ");
+    terminal
+}
+
+/// A process beside the tests, not under any ferrinit: it reports every signal it gets, so that
+/// a test can prove none reached it.
+pub struct Sibling(Running);
+
+impl Sibling {
+    pub fn start() -> Sibling {
+        let sibling = Running::start(clean_command(probe(), ["signals", "sibling"]));
+        sibling.expect_stdout("sibling ready");
+        Sibling(sibling)
+    }
+
+    /// Alive, and the USR1 sent now is the first signal it ever got.
+    pub fn assert_untouched(mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the sibling is our child.
+        assert_eq!(
+            unsafe { libc::kill(self.0.pid(), libc::SIGUSR1) },
+            0,
+            "the sibling is gone"
+        );
+        assert_eq!(self.0.expect_stdout("sibling got"), "sibling got SIGUSR1");
+        self.0.close_stdin();
+        assert_eq!(self.0.finish().code(), 0);
+    }
+}
