@@ -110,10 +110,10 @@ pub fn parse(
             Short('s') | Long("subreaper") => flags.subreaper = true,
             Short('g') | Long("process-group") => flags.process_group = true,
             Short('w') | Long("warn-on-reap") => flags.warn_on_reap = true,
-            Short('v') | Long("verbose") => flags.verbose += 1,
+            Short('v') | Long("verbose") => flags.verbose = flags.verbose.saturating_add(1),
             Short('P') | Long("pause") => flags.pause = true,
             Short('p') | Long("pdeathsig") => {
-                flags.pdeathsig = Some(parse_value(&mut parser, &option, signal)?)
+                flags.pdeathsig = Some(parse_value(&mut parser, &option, parent_death_signal)?)
             }
             Short('e') | Long("remap-exit") => {
                 flags
@@ -316,6 +316,18 @@ fn forwardable(text: &str) -> Result<Sig, String> {
     Ok(sig)
 }
 
+/// A signal ferrinit can receive and forward, or SIGKILL (which takes ferrinit, and as PID 1
+/// its whole namespace, down with the parent).
+fn parent_death_signal(text: &str) -> Result<Sig, String> {
+    let sig = signal(text)?;
+    if sig == Sig::KILL || sig.is_collected() && sig != Sig::CHLD {
+        return Ok(sig);
+    }
+    Err(format!(
+        "{sig} would not reach the child: use a signal ferrinit forwards, or KILL"
+    ))
+}
+
 fn rewrite(text: &str) -> Result<(Sig, Option<Sig>), String> {
     let (from, to) = text
         .split_once(':')
@@ -512,6 +524,9 @@ mod tests {
             (&["-e", "+1", "ls"], "+1"),
             (&["-e", "", "ls"], ""),
             (&["-p", "NOPE", "ls"], "NOPE"),
+            (&["-p", "SEGV", "ls"], "SEGV"),
+            (&["-p", "CHLD", "ls"], "CHLD"),
+            (&["-p", "32", "ls"], "32"),
             (&["-t", "soon", "ls"], "soon"),
             (&["-r", "TERM", "ls"], "TERM"),
             (&["-r", "KILL:TERM", "ls"], "KILL:TERM"),
@@ -523,6 +538,17 @@ mod tests {
                 other => panic!("{args:?} gave {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn any_number_of_v_flags_is_the_top_verbosity() {
+        let many: Vec<&str> = std::iter::repeat_n("-v", 300).chain(["x"]).collect();
+        assert_eq!(config(&many).verbosity, 3);
+        assert_eq!(config(&["-p", "KILL", "x"]).pdeathsig, Some(Sig::KILL));
+        assert_eq!(
+            config(&["-p", "rtmin+3", "x"]).pdeathsig,
+            "RTMIN+3".parse().ok()
+        );
     }
 
     #[test]
@@ -696,7 +722,9 @@ mod tests {
                 args.extend((0..verbose).map(|_| "-v".to_string()));
                 for code in &codes { args.push(format!("--remap-exit={code}")); }
                 if let Some(ms) = grace_ms { args.extend(["-t".into(), format!("{ms}ms")]); }
-                let pdeathsig = pdeathsig.and_then(Sig::from_number);
+                let pdeathsig = pdeathsig
+                    .and_then(Sig::from_number)
+                    .filter(|sig| parent_death_signal(&sig.to_string()).is_ok());
                 if let Some(sig) = pdeathsig { args.extend(["-p".into(), sig.to_string()]); }
                 args.push("--".into());
                 args.extend(command.iter().cloned());

@@ -16,6 +16,10 @@ use crate::signals::{Sig, SignalState};
 /// How often the final SIGKILL pass looks again for processes forked in the meantime.
 const KILL_RESCAN: Duration = Duration::from_millis(250);
 
+/// How long the final SIGKILL pass waits for its victims to be gone. Some never go: a process
+/// in uninterruptible sleep, or one ferrinit may not signal (EPERM); ferrinit must still exit.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_sig: Sig) {
     if reaper.reap_ready().none_left {
         return;
@@ -35,7 +39,9 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
         }
         match signals.next(Some(deadline)) {
             None => break,
-            // Something exited; anything forked since the last look gets the signal too.
+            // Something exited. As a subreaper, anything forked since the last look gets the
+            // signal too; as PID 1, kill(-1) reached everyone at once, and latecomers are left
+            // to the SIGKILL below.
             Some(received) if received.sig == Sig::CHLD => care.signal(drain_sig, Resend::No),
             Some(received) => care.signal(received.sig, Resend::Yes),
         }
@@ -43,14 +49,24 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
     if reaper.reap_ready().none_left {
         return;
     }
+    if let Care::Blind = care {
+        warning!(
+            "grace period of {grace:?} is over; descendants are left, and ferrinit cannot find them to kill them"
+        );
+        return;
+    }
     warning!("grace period of {grace:?} is over: killing the processes left");
-    loop {
+    let give_up = Instant::now() + KILL_WAIT;
+    while Instant::now() < give_up {
         care.signal(Sig::KILL, Resend::Yes);
         if reaper.reap_ready().none_left {
             return;
         }
-        signals.next(Some(Instant::now() + KILL_RESCAN));
+        signals.next(Some(give_up.min(Instant::now() + KILL_RESCAN)));
     }
+    warning!(
+        "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
+    );
 }
 
 #[derive(PartialEq, Eq)]
@@ -68,7 +84,8 @@ enum Care {
         /// `(pid, start time, signal)` already sent.
         sent: HashSet<(i32, u64, Sig)>,
     },
-    /// Not PID 1, and /proc describes another PID namespace: descendants cannot be found safely.
+    /// Not PID 1, and /proc describes another PID namespace: descendants cannot be found safely,
+    /// so nothing is signalled; the drain only waits out the grace period for them.
     Blind,
 }
 
@@ -80,9 +97,7 @@ impl Care {
                 sent: HashSet::new(),
             };
         }
-        let proc_is_ours = std::fs::read_link("/proc/self")
-            .is_ok_and(|link| link.as_os_str() == own_pid.to_string().as_str());
-        if proc_is_ours {
+        if proc_is_ours(own_pid) {
             Care::Subtree {
                 own_pid,
                 sent: HashSet::new(),
@@ -115,6 +130,20 @@ impl Care {
             Care::Blind => {}
         }
     }
+}
+
+/// Whether /proc describes ferrinit's own PID namespace. `NSpid` lists our pid in every
+/// namespace from the one /proc belongs to down to ours: a single entry, equal to our pid, means
+/// they are the same. (Comparing /proc/self with our pid alone could be fooled when our pid
+/// happens to be the same number in an ancestor namespace.)
+fn proc_is_ours(own_pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .is_some_and(|pids| pids.split_whitespace().eq([own_pid.to_string().as_str()]))
 }
 
 struct ProcEntry {

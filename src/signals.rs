@@ -202,6 +202,19 @@ impl SignalState {
     /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
     /// Returns `None` once the deadline has passed.
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
+        loop {
+            let received = self.take_next(deadline)?;
+            // A write of ferrinit's own to a stderr nobody reads any more raises SIGPIPE at
+            // ferrinit, from ferrinit. It is no signal for the child: forwarded, it would kill a
+            // healthy child, and each forward logged would raise the next one.
+            if received.sig == Sig(libc::SIGPIPE) && received.sender == std::process::id() as i32 {
+                continue;
+            }
+            return Some(received);
+        }
+    }
+
+    fn take_next(&self, deadline: Option<Instant>) -> Option<Received> {
         if self.order.get().backlog {
             if let Some(received) = self.take_pending() {
                 return Some(received);
@@ -215,16 +228,17 @@ impl SignalState {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match dequeue(self.collected.as_ref(), timeout) {
                 Ok(received) => {
-                    // Real-time signals queue: where one came, more may wait. A standard one
-                    // (SIGCHLD, above all) stands alone, and the next wait can go straight
-                    // to sleep.
+                    // After SIGCHLD the next wait can go straight to sleep: reaping takes every
+                    // exit there is. After any other signal more may be waiting (real-time ones
+                    // queue, standard ones come again), so the next pick is ferrinit's: the
+                    // kernel's lowest-first could starve SIGCHLD behind a stream of SIGUSR1.
                     let sig = received.sig.0;
                     let order = self.order.get();
                     self.order.set(Order {
                         last: sig,
                         run: order.run_after(sig),
                         stay: true,
-                        backlog: sig >= libc::SIGRTMIN(),
+                        backlog: sig != libc::SIGCHLD,
                     });
                     return Some(received);
                 }
@@ -267,8 +281,13 @@ impl SignalState {
 
 /// Signals 1 to 64 as bits 0 to 63: the first word of glibc's sigset_t, all the kernel uses.
 fn low_word(set: &libc::sigset_t) -> u64 {
-    // SAFETY: sigset_t is at least 64 bits of plain data, suitably aligned for a u64.
-    unsafe { *(set as *const libc::sigset_t).cast::<u64>() }
+    // SAFETY: sigset_t is at least 64 bits of plain data; read unaligned, since on some targets
+    // it is only 4-aligned.
+    unsafe {
+        (set as *const libc::sigset_t)
+            .cast::<u64>()
+            .read_unaligned()
+    }
 }
 
 /// How many of one signal [`Order`] takes in a row at most while others are pending: a sender

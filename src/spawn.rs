@@ -101,6 +101,10 @@ impl Exec {
     /// entry in turn, building each full path on the stack. Returns why nothing could run.
     /// Runs in the child: async-signal-safe only.
     fn exec_in_child(&mut self) -> Errno {
+        // execvp's answer for an empty name, which no PATH entry can supply.
+        if self.program.is_empty() {
+            return Errno::ENOENT;
+        }
         let mut run = Run {
             argv: &self.argv_ptrs,
             sh_argv: &mut self.sh_argv_ptrs,

@@ -68,7 +68,7 @@ struct Supervisor<'a> {
     reaper: Reaper,
     delays: Delays,
     terminal: Option<Terminal>,
-    /// Job control: not PID 1, and started in the terminal's foreground by a shell.
+    /// Started as a job in the terminal's foreground by a job-control shell.
     job_control: bool,
     child_stopped: bool,
 }
@@ -80,7 +80,7 @@ impl<'a> Supervisor<'a> {
         terminal: Option<Terminal>,
         signals: &'a SignalState,
     ) -> Self {
-        let job_control = terminal.is_some() && std::process::id() != 1;
+        let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         Supervisor {
             config,
             signals,

@@ -5,7 +5,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
+use nix::unistd::{Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp};
 
 /// Present only when stdin is a terminal whose foreground group is ferrinit's own: a ferrinit
 /// started in the background must not steal the terminal from the shell.
@@ -14,7 +14,9 @@ pub struct Terminal {
 }
 
 fn stdin() -> BorrowedFd<'static> {
-    // SAFETY: descriptor 0 stays open for ferrinit's whole life (see fds::reserve_closed_stdio).
+    // SAFETY: ferrinit never closes descriptor 0. It is stdin or, if ferrinit started without
+    // one, the placeholder of fds::reserve_closed_stdio; should even that have failed, every
+    // call on it fails with EBADF, which callers take as "no terminal".
     unsafe { BorrowedFd::borrow_raw(0) }
 }
 
@@ -29,6 +31,21 @@ impl Terminal {
     pub fn give_to_self_in_child() {
         // SAFETY: getpid and tcsetpgrp are async-signal-safe; errors leave the terminal as it was.
         unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+    }
+
+    /// Whether a job-control shell runs ferrinit as a job: ferrinit leads a process group of
+    /// its own, is not the session leader, and its parent sits in another group of the same
+    /// session. Only then does stopping ferrinit hand the terminal back to someone who will
+    /// continue it (`fg`); under `ssh -t host ferrinit ...` or `docker exec -it` ferrinit leads
+    /// the session, and a stopped ferrinit would stay stopped.
+    pub fn under_job_control(&self) -> bool {
+        let (own, parent) = (getpid(), getppid());
+        let (Ok(session), Ok(parent_session), Ok(parent_group)) =
+            (getsid(None), getsid(Some(parent)), getpgid(Some(parent)))
+        else {
+            return false;
+        };
+        self.own_group == own && session != own && parent_group != own && parent_session == session
     }
 
     pub fn in_foreground(&self) -> bool {

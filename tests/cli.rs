@@ -53,6 +53,7 @@ fn usage_errors_exit_2_with_one_line_naming_the_input_and_nothing_on_stdout() {
         (&["-p", "", "true"], "''"),
         (&["-p", "-15", "true"], "'-15'"),
         (&["-p", "99999999999", "true"], "'99999999999'"),
+        (&["-p", "SEGV", "true"], "would not reach the child"),
         (&["-p", "RTMIN+99", "true"], "'RTMIN+99'"),
         (&["-t", "", "true"], "''"),
         (&["-t", "-1s", "true"], "'-1s'"),
@@ -209,6 +210,7 @@ fn a_command_that_does_not_exist_exits_127() {
     );
     exec_failure(&["/no/such/file"], 127, "No such file or directory");
     exec_failure(&["--", "name with spaces"], 127, "'name with spaces'");
+    exec_failure(&["--", ""], 127, "cannot run ''");
     let dir = scratch_dir("dangling");
     let link = dir.join("dangling");
     std::os::unix::fs::symlink("/no/such/target", &link).unwrap();

@@ -240,3 +240,21 @@ fn the_drain_never_signals_a_process_outside_ferrinits_subtree() {
     assert!(wait_for_exit_of(straggler, TIMEOUT));
     sibling.assert_untouched();
 }
+
+#[test]
+fn a_drain_that_cannot_see_its_descendants_still_ends() {
+    // A PID namespace without its own /proc: ferrinit (not PID 1 there) cannot tell its
+    // descendants from the host's processes, so it signals none, and must still end after the
+    // grace period rather than wait forever for a straggler that ignores everything.
+    let script = r#""$0" -s -t 200ms -- "$1" straggler stubborn 0; echo "ferrinit exited $?""#;
+    let mut command = ferrinit_testkit::clean_command(
+        "unshare",
+        ["--pid", "--fork", "--kill-child", "sh", "-c", script],
+    );
+    command.arg(ferrinit_testkit::ferrinit()).arg(probe());
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout("ferrinit exited 0");
+    running.expect_stderr("cannot find them");
+    running.finish();
+}

@@ -129,3 +129,32 @@ fn ctrl_z_as_pid1_stops_the_child_and_a_forwarded_cont_resumes_it() {
     terminal.expect("read resumed");
     assert!(terminal.finish().success());
 }
+
+#[test]
+fn ctrl_z_without_a_job_control_shell_never_stops_ferrinit() {
+    // ferrinit leads the session (as under `ssh -t host ferrinit ...` or `docker exec -it`):
+    // nobody would continue a stopped ferrinit, so only the child stops.
+    let mut terminal = OnTerminal::start(as_process(["-s", "--", probe_arg(), "tty-read"]));
+    terminal.expect("ready");
+    let ferrinit = terminal.pid();
+    let child = ferrinit_testkit::children_of(ferrinit)[0];
+    terminal.type_text("\x1a");
+    let state = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned))
+    };
+    ferrinit_testkit::eventually("the child is stopped", || {
+        state(child).as_deref() == Some("T")
+    });
+    assert_eq!(
+        state(ferrinit).as_deref(),
+        Some("S"),
+        "ferrinit keeps running"
+    );
+    // SAFETY: kill has no memory-safety preconditions; the pid is our ferrinit.
+    assert_eq!(unsafe { libc::kill(ferrinit, libc::SIGCONT) }, 0);
+    terminal.type_text("resumed\n");
+    terminal.expect("read resumed");
+    assert!(terminal.finish().success());
+}

@@ -400,7 +400,76 @@ fn a_child_that_drops_the_terminal_still_gets_its_status_through() {
     assert!(shell.finish().success());
 }
 
+#[test]
+fn a_stream_of_one_standard_signal_does_not_starve_reaping() {
+    // SIGUSR1 (10) sorts before SIGCHLD (17): the kernel's lowest-first would hand out SIGUSR1
+    // for as long as the stream lasts, and the stream lasts until ferrinit exits.
+    let running = Running::start(as_pid1(["--", probe_arg(), "exit-after", "200", "33"]));
+    running.expect_stdout("ready");
+    let target = ferrinit_testkit::pidfd_open(running.init_pid()).expect("pidfd");
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                // SAFETY: the pidfd is open; a null siginfo means "as kill() sends it".
+                let sent = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        std::os::fd::AsRawFd::as_raw_fd(&target),
+                        libc::SIGUSR1,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                if sent != 0 {
+                    break;
+                }
+            }
+        });
+        let out = running.finish();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(out.code(), 33, "{:?}", out.stderr);
+    });
+}
+
 // --- hostile start-up ----------------------------------------------------------------------
+
+/// Stderr whose reader is gone: every write to it fails with EPIPE and raises SIGPIPE.
+fn broken_stderr() -> std::process::Stdio {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    std::process::Stdio::from(write)
+}
+
+#[test]
+fn a_dead_stderr_neither_kills_the_child_nor_spins() {
+    // Not PID 1 and no -s: ferrinit's first act is a warning, to a stderr nobody reads. The
+    // SIGPIPE that raises at ferrinit is not the child's.
+    let mut running = Running::start_with_stderr(
+        as_process(["--", probe_arg(), "exit", "7"]),
+        broken_stderr(),
+    );
+    running.close_stdin();
+    assert_eq!(running.finish().code(), 7);
+    // With -v every forward is logged, and every log line fails again.
+    let mut running = Running::start_with_stderr(
+        as_process(["-v", "-s", "--", probe_arg(), "signals"]),
+        broken_stderr(),
+    );
+    running.expect_stdout("probe ready");
+    for sig in [libc::SIGUSR1, libc::SIGHUP, libc::SIGUSR2] {
+        running.signal_init(sig);
+    }
+    running.expect_stdout("probe got SIGUSR2");
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0);
+    assert!(
+        !out.stdout.iter().any(|l| l.contains("SIGPIPE")),
+        "{:?}",
+        out.stdout
+    );
+}
 
 #[test]
 fn closed_stdio_stays_closed_in_the_child_and_ferrinit_puts_nothing_there() {

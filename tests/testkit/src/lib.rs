@@ -219,15 +219,23 @@ impl Finished {
 }
 
 impl Running {
-    pub fn start(mut command: Command) -> Running {
+    pub fn start(command: Command) -> Running {
+        Running::start_with_stderr(command, Stdio::piped())
+    }
+
+    /// As `start`, with stderr going to `stderr` instead of back to the test.
+    pub fn start_with_stderr(mut command: Command, stderr: Stdio) -> Running {
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .process_group(0);
         let mut child = command.spawn().expect("cannot spawn");
         let stdout = Lines::read(child.stdout.take().expect("piped"));
-        let stderr = Lines::read(child.stderr.take().expect("piped"));
+        let stderr = match child.stderr.take() {
+            Some(pipe) => Lines::read(pipe),
+            None => Lines::read(std::io::empty()),
+        };
         Running {
             stdin: child.stdin.take(),
             child,
