@@ -513,18 +513,25 @@ fn storm_target(churn_on: bool) -> i32 {
 }
 
 fn exit_after(count: usize, code: i32) -> i32 {
-    let mut received = signal_hook::iterator::Signals::new(catchable()).expect("register handlers");
-    say("ready");
-    let mut seen = 0;
-    for _ in received.forever() {
-        seen += 1;
-        if seen >= count {
-            // At once: the storm is still going.
-            // SAFETY: _exit ends the process without running anything else.
-            unsafe { libc::_exit(code) };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    // Counted and ended in the handler itself: under a flood the kernel may run nothing but
+    // handlers, and a count kept by the main thread would never be reached.
+    for sig in catchable() {
+        // SAFETY: the handler touches an atomic and calls _exit: async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if SEEN.fetch_add(1, Ordering::Relaxed) + 1 >= count {
+                    libc::_exit(code);
+                }
+            })
         }
+        .expect("register handler");
     }
-    1
+    say("ready");
+    loop {
+        nix::unistd::pause();
+    }
 }
 
 fn orphans_then_exit(count: usize, code: i32) -> i32 {
