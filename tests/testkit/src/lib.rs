@@ -735,12 +735,16 @@ pub fn waits_for_signals_with_timeout(pid: i32) -> bool {
         && fields.get(3).is_some_and(|timeout| *timeout != "0x0")
 }
 
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `T`, `Z`, ...), if the process exists.
+pub fn process_state(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().next().map(str::to_owned)
+}
+
 pub fn is_alive(pid: i32) -> bool {
     // A zombie still has /proc/PID; it is dead for our purposes.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .is_some_and(|i| !stat[i + 1..].trim_start().starts_with('Z'))
-    })
+    process_state(pid).is_some_and(|state| state != "Z")
 }
 
 /// An interactive bash with job control on a new terminal, its prompt `PROMPT> ` (already shown),
