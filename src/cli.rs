@@ -381,7 +381,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration '{text}' is too long"))
 }
 
-const LICENSE: &str = include_str!("license.txt");
+const LICENSE: &str = include_str!("../LICENSE");
 
 const HELP: &str = "\
 ferrinit: a tiny init for containers and PID namespaces.
