@@ -5,9 +5,18 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ferrinit_testkit::{ferrinit, init_as_pid1, run, scratch_dir, workspace_root};
+use ferrinit_testkit::{
+    clean_command, ferrinit, init_as_pid1, run, scratch_dir, which, workspace_root,
+};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `program`, or a failure naming the Debian package that has it.
+fn tool(program: &str, package: &str) -> Command {
+    let path = which(program)
+        .unwrap_or_else(|| panic!("{program} is missing: install the Debian package {package}"));
+    Command::new(path)
+}
 
 fn command_output(command: &mut Command) -> Output {
     let output = command
@@ -53,7 +62,7 @@ fn install_into(root: &Path, deb: &Path) {
     std::fs::create_dir_all(admin.join("updates")).unwrap();
     std::fs::write(admin.join("status"), "").unwrap();
     command_output(
-        Command::new("dpkg")
+        tool("dpkg", "dpkg")
             .arg(format!("--root={}", root.display()))
             // Slim images tell dpkg to leave out man pages: this root takes every file.
             .args([
@@ -70,7 +79,7 @@ fn install_into(root: &Path, deb: &Path) {
 fn the_debian_package_installs_the_static_binary_and_the_man_page() {
     let dir = scratch_dir("deb");
     let deb = build_deb(&dir);
-    let fields = command_output(Command::new("dpkg-deb").args(["--field"]).arg(&deb));
+    let fields = command_output(tool("dpkg-deb", "dpkg").args(["--field"]).arg(&deb));
     let fields = String::from_utf8_lossy(&fields.stdout);
     assert!(fields.contains("Package: ferrinit\n"), "{fields}");
     assert!(fields.contains(&format!("Version: {VERSION}-")), "{fields}");
@@ -78,14 +87,14 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
     let root = dir.join("root");
     install_into(&root, &deb);
     let installed = root.join("usr/bin/ferrinit");
-    let file = command_output(Command::new("file").arg(&installed));
+    let file = command_output(tool("file", "file").arg(&installed));
     let description = String::from_utf8_lossy(&file.stdout);
     assert!(description.contains("statically linked"), "{description}");
     assert!(!description.contains("interpreter"), "{description}");
 
     // man finds the page where the package put it, and it is the repository's page.
     let found = command_output(
-        Command::new("man")
+        tool("man", "man-db")
             .arg("-M")
             .arg(root.join("usr/share/man"))
             .args(["-w", "ferrinit"]),
@@ -95,7 +104,7 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
         String::from_utf8_lossy(&found.stdout).trim(),
         page.to_str().unwrap()
     );
-    let unpacked = command_output(Command::new("gzip").arg("-dc").arg(&page));
+    let unpacked = command_output(tool("gzip", "gzip").arg("-dc").arg(&page));
     let shipped = std::fs::read(workspace_root().join("ferrinit.1")).unwrap();
     assert!(
         unpacked.stdout == shipped,
@@ -103,7 +112,7 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
     );
 
     // The installed binary runs, as itself and as PID 1.
-    let out = run(ferrinit_testkit::clean_command(&installed, ["--version"]));
+    let out = run(clean_command(&installed, ["--version"]));
     assert_eq!(out.stdout, [format!("ferrinit {VERSION}")]);
     let out = run(init_as_pid1(&installed, ["--", "sh", "-c", "exit 7"]));
     assert_eq!(out.code(), 7, "{:?}", out.stderr);
@@ -114,15 +123,19 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
         std::fs::read_link(&link).unwrap(),
         Path::new("../../bin/ferrinit")
     );
-    let version = command_output(Command::new(&link).arg("--version"));
-    assert!(parse_init_version(&String::from_utf8_lossy(&version.stdout)).is_ok());
+    assert_eq!(
+        parse_init_version(&docker_init_version(&link)),
+        Ok((VERSION.to_owned(), "ferrinit".to_owned()))
+    );
 }
 
 /// dockerd's reading of `docker-init --version`, rule for rule: moby/moby,
-/// daemon/info_unix.go, `parseInitVersion` (used by `fillPlatformInfo` for `docker info` and
-/// `fillPlatformVersion` for `docker version`). The output is split on " - "; the second part,
-/// trimmed, is the commit if it splits on "." into exactly "git" and one more part; the first
-/// part, trimmed, is the version after the prefix "tini version "; with neither it is an error.
+/// daemon/info_unix.go, `parseInitVersion` (called by `populateInitCommit` for `docker info`
+/// and `populateInitVersion` for `docker version`, on the output of `INIT --version`, where INIT
+/// is the configured `init-path`, by default `docker-init`, looked up by `LookupInitPath` in
+/// daemon/config/config_linux.go). The output is split on " - "; the second part, trimmed, is
+/// the commit if it splits on "." into exactly "git" and one more part; the first part, trimmed,
+/// is the version after the prefix "tini version "; with neither it is an error.
 fn parse_init_version(output: &str) -> Result<(String, String), String> {
     let parts: Vec<&str> = output.split(" - ").collect();
     let mut commit = "";
@@ -144,7 +157,7 @@ fn parse_init_version(output: &str) -> Result<(String, String), String> {
 
 #[test]
 fn the_parser_reads_what_dockerd_reads() {
-    let parsed = |output: &str| parse_init_version(output);
+    let parsed = parse_init_version;
     let ok = |version: &str, commit: &str| Ok((version.to_owned(), commit.to_owned()));
     assert_eq!(
         parsed("tini version 0.19.0 - git.de40ad0\n"),
@@ -168,10 +181,7 @@ fn the_parser_reads_what_dockerd_reads() {
 /// dockerd runs the init binary as `docker-init --version` and takes its stdout, failing on a
 /// non-zero exit (Go's `exec.Command(...).Output()`).
 fn docker_init_version(docker_init: &Path) -> String {
-    let out = command_output(&mut ferrinit_testkit::clean_command(
-        docker_init,
-        ["--version"],
-    ));
+    let out = command_output(&mut clean_command(docker_init, ["--version"]));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
