@@ -1,8 +1,8 @@
 //! Signals: their names, the mask that makes them deliverable to PID 1, and the wait for them.
 //!
 //! ferrinit installs no signal handler. It blocks every signal but SIGKILL and SIGSTOP before the
-//! child exists and takes them one at a time with `sigtimedwait`. A blocked signal is never dropped by
-//! the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
+//! child exists and takes them one at a time with `sigtimedwait`. A blocked signal is never
+//! dropped by the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
 
 use std::cell::Cell;
 use std::fmt;
@@ -171,6 +171,7 @@ pub enum SignalError {
 
 /// What ferrinit changed about signals, and what the child must get back.
 pub struct SignalState {
+    own_pid: libc::pid_t,
     order: Cell<Order>,
     inherited_mask: KernelSet,
     /// Set when ferrinit started with SIGCHLD ignored (or with SA_NOCLDWAIT): the kernel would then
@@ -187,6 +188,7 @@ impl SignalState {
             .map_err(SignalError::Block)?;
         let inherited_sigchld = reset_sigchld_if_ignored()?;
         Ok(SignalState {
+            own_pid: std::process::id() as libc::pid_t,
             order: Cell::new(Order {
                 last: 0,
                 run: 0,
@@ -213,7 +215,7 @@ impl SignalState {
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
         loop {
             let received = self.take_next(deadline)?;
-            if !received.raised_by_ferrinit() {
+            if !received.raised_by(self.own_pid) {
                 return Some(received);
             }
             // Not a word about it: a log line to such a stderr would raise the next one.
@@ -410,14 +412,14 @@ pub struct Received {
 }
 
 impl Received {
-    /// A signal ferrinit raised at itself is not the child's business. Forwarded, it would kill a
-    /// healthy child, and each forward logged to such a stderr would raise the next one. The
-    /// kernel reports SIGPIPE and SIGXFSZ as sent by us (SI_USER from our own pid: ferrinit
-    /// itself never sends one that way; `raise` says SI_TKILL), SIGXCPU and a fault as its own
-    /// (si_code > 0). The same signals sent by another process are forwarded like any other.
-    fn raised_by_ferrinit(&self) -> bool {
-        let by_our_own_hand =
-            self.code == libc::SI_USER && self.sender == std::process::id() as libc::pid_t;
+    /// Whether ferrinit (`own_pid`) raised this signal at itself: then it is not the child's
+    /// business. Forwarded, it would kill a healthy child, and each forward logged to such a
+    /// stderr would raise the next one. The kernel reports SIGPIPE and SIGXFSZ as sent by us
+    /// (SI_USER from our own pid: ferrinit itself never sends one that way; `raise` says
+    /// SI_TKILL), SIGXCPU and a fault as its own (si_code > 0). The same signals sent by another
+    /// process are forwarded like any other.
+    fn raised_by(&self, own_pid: libc::pid_t) -> bool {
+        let by_our_own_hand = self.code == libc::SI_USER && self.sender == own_pid;
         let by_the_kernel_about_us = self.code > 0 && ABOUT_THE_RECEIVER.contains(&self.sig.0);
         by_our_own_hand || by_the_kernel_about_us
     }
@@ -674,7 +676,7 @@ mod tests {
             got(libc::SIGSEGV, 1, 0),
             got(libc::SIGBUS, libc::SI_KERNEL, 0),
         ] {
-            assert!(ours.raised_by_ferrinit(), "{}", ours.sig);
+            assert!(ours.raised_by(own), "{}", ours.sig);
         }
         for theirs in [
             got(libc::SIGPIPE, libc::SI_USER, own + 1),
@@ -687,7 +689,7 @@ mod tests {
             got(libc::SIGWINCH, libc::SI_KERNEL, 0),
             got(libc::SIGHUP, libc::SI_KERNEL, 0),
         ] {
-            assert!(!theirs.raised_by_ferrinit(), "{}", theirs.sig);
+            assert!(!theirs.raised_by(own), "{}", theirs.sig);
         }
     }
 
