@@ -1,5 +1,6 @@
 //! Reaping: collect every child that has ended, the main one and the orphans re-parented to us.
 //! One SIGCHLD may stand for many exits, so each call drains `waitpid` until nothing is ready.
+//! A child that made ferrinit its tracer is let go at its first stop.
 
 use std::mem::MaybeUninit;
 
