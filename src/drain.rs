@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::forward::{Forwarding, Phase};
 use crate::log::{debug, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Sig, SignalState};
@@ -20,7 +21,13 @@ const KILL_RESCAN: Duration = Duration::from_millis(250);
 /// in uninterruptible sleep, or one ferrinit may not signal (EPERM); ferrinit must still exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_sig: Sig) {
+pub fn drain(
+    signals: &SignalState,
+    reaper: &mut Reaper,
+    forwarding: &mut Forwarding,
+    grace: Duration,
+    drain_sig: Sig,
+) {
     if reaper.reap_ready().none_left {
         return;
     }
@@ -37,13 +44,25 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
             info!("all processes have exited");
             return;
         }
-        match signals.next(Some(deadline)) {
-            None => break,
+        // Held by --delay: due within the grace period, they are sent then.
+        let wake = forwarding
+            .next_due()
+            .map_or(deadline, |due| due.min(deadline));
+        let received = signals.next(Some(wake));
+        for due in forwarding.take_due(Instant::now(), Phase::Draining) {
+            care.signal(due.sig, Resend::Yes);
+        }
+        match received {
+            None => {}
             // Something exited. As a subreaper, anything forked since the last look gets the
             // signal too; as PID 1, kill(-1) reached everyone at once, and latecomers are left
             // to the SIGKILL below.
             Some(received) if received.sig == Sig::CHLD => care.signal(drain_sig, Resend::No),
-            Some(received) => care.signal(received.sig, Resend::Yes),
+            Some(received) => {
+                for out in forwarding.admit(received, Phase::Draining, Instant::now()) {
+                    care.signal(out.sig, Resend::Yes);
+                }
+            }
         }
     }
     if reaper.reap_ready().none_left {

@@ -8,6 +8,7 @@ mod drain;
 mod environ;
 mod exit_status;
 mod fds;
+mod forward;
 mod log;
 mod reap;
 mod signals;

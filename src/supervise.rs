@@ -3,14 +3,15 @@
 
 use std::time::Instant;
 
+use nix::errno::Errno;
 use nix::unistd::Pid;
 
 use crate::cli::{Config, Mode};
-use crate::delay::Delays;
 use crate::drain::drain;
 use crate::environ::Environ;
 use crate::exit_status::{ChildStatus, code};
 use crate::fds;
+use crate::forward::{Forwarding, Outgoing, Phase};
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Received, Sig, SignalState, Target};
@@ -49,7 +50,13 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
         }
         None => {
             if let Some(grace) = config.grace_period {
-                drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
+                drain(
+                    signals,
+                    &mut supervisor.reaper,
+                    &mut supervisor.forwarding,
+                    grace,
+                    config.drain_signal,
+                );
             }
             config.remap_exit.exit_code(status)
         }
@@ -61,12 +68,11 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
 }
 
 struct Supervisor<'a> {
-    config: &'a Config,
     signals: &'a SignalState,
     child: Pid,
     target: Target,
     reaper: Reaper,
-    delays: Delays,
+    forwarding: Forwarding,
     terminal: Option<Terminal>,
     /// Started as a job in the terminal's foreground by a job-control shell.
     job_control: bool,
@@ -82,7 +88,6 @@ impl<'a> Supervisor<'a> {
     ) -> Self {
         let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         Supervisor {
-            config,
             signals,
             child,
             target: if config.process_group {
@@ -91,7 +96,7 @@ impl<'a> Supervisor<'a> {
                 Target::Process(child)
             },
             reaper: Reaper::new(Some(child), config.warn_on_reap, job_control),
-            delays: Delays::new(&config.delays),
+            forwarding: Forwarding::new(&config.rewrites, &config.delays),
             terminal,
             job_control,
             child_stopped: false,
@@ -101,12 +106,9 @@ impl<'a> Supervisor<'a> {
     /// The main loop: one signal at a time, no timeout unless a delayed signal is held.
     fn wait_for_child(&mut self) -> ChildStatus {
         loop {
-            let received = self.signals.next(self.delays.next_due());
-            // Due delayed signals go out even while a storm keeps the wait from timing out.
-            if self.delays.next_due().is_some() {
-                for sig in self.delays.take_due(Instant::now()) {
-                    self.forward(sig);
-                }
+            let received = self.signals.next(self.forwarding.next_due());
+            for due in self.forwarding.take_due(Instant::now(), Phase::Running) {
+                self.send(due);
             }
             match received {
                 None => {}
@@ -119,40 +121,41 @@ impl<'a> Supervisor<'a> {
                         self.child_was_stopped();
                     }
                 }
-                Some(Received { sig, sender }) => {
-                    debug!("received {sig} from pid {sender}");
-                    if sig == Sig::CONT && self.child_stopped {
+                Some(received) => {
+                    debug!("received {} from pid {}", received.sig, received.sender);
+                    if received.sig == Sig::CONT && self.child_stopped {
                         self.resume_child();
-                    } else if let Some(sig) = self.delays.admit(sig, Instant::now()) {
-                        self.forward(sig);
-                    } else {
-                        info!("holding {sig} (--delay)");
+                        continue;
+                    }
+                    let now = Instant::now();
+                    for out in self.forwarding.admit(received, Phase::Running, now) {
+                        self.send(out);
                     }
                 }
             }
         }
     }
 
-    fn forward(&self, received: Sig) {
-        let rewritten = self
-            .config
-            .rewrites
-            .iter()
-            .rev()
-            .find(|(from, _)| *from == received);
-        let sig = match rewritten {
-            None => received,
-            Some((_, Some(to))) => *to,
-            Some((_, None)) => {
-                info!("dropping {received} (--rewrite)");
-                return;
+    fn send(&self, out: Outgoing) {
+        let sig = out.sig;
+        let mut target = self.target;
+        let mut result = target.send_queued(sig, out.queued.as_ref());
+        // With -g: the child moved to another process group (setpgid), leaving its own empty.
+        // The signal is still the child's.
+        if let (Err(Errno::ESRCH), Target::Group(child)) = (result, target) {
+            target = Target::Process(child);
+            result = target.send_queued(sig, out.queued.as_ref());
+            if result.is_ok() {
+                warning!(
+                    "process group {child} is gone (the child left it): {sig} sent to the child alone"
+                );
             }
-        };
-        match self.target.send(sig) {
-            Ok(()) => info!("forwarded {sig} to {}", self.target),
+        }
+        match result {
+            Ok(()) => info!("forwarded {sig} to {target}"),
             // The child is exiting; its SIGCHLD is on its way.
-            Err(nix::errno::Errno::ESRCH) => debug!("{} is gone; {sig} not forwarded", self.target),
-            Err(e) => warning!("could not forward {sig} to {}: {e}", self.target),
+            Err(Errno::ESRCH) => debug!("{target} is gone; {sig} not forwarded"),
+            Err(e) => warning!("could not forward {sig} to {target}: {e}"),
         }
     }
 
@@ -188,6 +191,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     fds::close_inherited();
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
+    let mut forwarding = Forwarding::new(&config.rewrites, &config.delays);
     info!("pause mode: reaping until SIGTERM, SIGINT or SIGHUP");
     loop {
         let received = signals.next(None);
@@ -204,7 +208,13 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
         }
     }
     if let Some(grace) = config.grace_period {
-        drain(signals, &mut reaper, grace, config.drain_signal);
+        drain(
+            signals,
+            &mut reaper,
+            &mut forwarding,
+            grace,
+            config.drain_signal,
+        );
     }
     0
 }

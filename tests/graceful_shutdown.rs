@@ -258,3 +258,37 @@ fn a_drain_that_cannot_see_its_descendants_still_ends() {
     running.expect_stderr("cannot find them");
     running.finish();
 }
+
+/// The child leaves a straggler that reports TERM, INT, HUP, QUIT or USR1 (and exits on it) and
+/// exits 7 itself. The drain sends SIGWINCH, which the straggler ignores: it is still there when
+/// the test sends ferrinit more signals. Returns once the drain has begun.
+fn draining_with_a_straggler(options: &[&str]) -> Running {
+    let mut args = vec!["-v", "-t", "1h", "--drain-signal", "WINCH"];
+    args.extend(options);
+    args.extend(["--", probe_arg(), "straggler", "term", "7"]);
+    let mut running = Running::start(as_pid1(args));
+    running.expect_stdout("straggler ");
+    running.close_stdin();
+    running.expect_stderr("sending SIGWINCH to the processes left");
+    running
+}
+
+#[test]
+fn rewrite_applies_to_signals_received_during_the_drain() {
+    let running = draining_with_a_straggler(&["-r", "USR1:QUIT"]);
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("straggler got SIGQUIT");
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
+
+#[test]
+fn a_stop_signal_received_during_the_drain_does_not_freeze_what_is_exiting() {
+    let running = draining_with_a_straggler(&[]);
+    running.signal_init(libc::SIGTSTP);
+    // Had SIGTSTP been passed on, the straggler would be stopped and never report this one.
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("straggler got SIGUSR1");
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}

@@ -48,6 +48,14 @@ usage: probe MODE [ARGS]
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
   tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
+  siginfo [TAG]        block all 64 signals but KILL and STOP (32 and 33 too), print 'TAG
+                       ready', then 'TAG got SIGNAME code C value V from PID' for each one
+                       taken with sigwaitinfo, in order; exit 0 at stdin EOF
+  leave-group          move into another process group (a grandchild's, which then waits for
+                       stdin EOF), leaving ours empty; then 'siginfo'
+  traceme PROG ARGS    PTRACE_TRACEME, then exec PROG ARGS: ferrinit becomes our tracer
+  orphan-traceme       make an orphan that, once re-parented, calls PTRACE_TRACEME and execs
+                       'probe siginfo orphan'; then wait for stdin EOF
 ";
 
 #[unsafe(no_mangle)]
@@ -95,6 +103,10 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
             wait_for_eof()
         }
         "tty-read" => tty_read(),
+        "siginfo" => siginfo(if arg(1).is_empty() { "probe" } else { arg(1) }),
+        "leave-group" => leave_group(),
+        "traceme" => traceme(&args[1..]),
+        "orphan-traceme" => orphan_traceme(),
         _ => usage(),
     }
 }
@@ -648,5 +660,130 @@ fn tree(count: usize) -> i32 {
     say("tree ready");
     loop {
         nix::unistd::pause();
+    }
+}
+
+/// Every signal but SIGKILL and SIGSTOP, as the kernel's mask (signal N is bit N-1), 32 and 33
+/// included: glibc's own calls would leave those out.
+const ALL_BUT_KILL_AND_STOP: u64 = !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+
+/// Blocks every signal but SIGKILL and SIGSTOP in the calling thread.
+fn block_all_raw() {
+    let all = ALL_BUT_KILL_AND_STOP;
+    // SAFETY: a kernel sigset of the size passed.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8,
+        )
+    };
+    assert_eq!(blocked, 0, "rt_sigprocmask");
+}
+
+/// Takes every signal in order with sigwaitinfo, reporting each with its siginfo: real-time
+/// instances one by one, with their sigqueue value and sender.
+fn siginfo(tag: &str) -> i32 {
+    let all = ALL_BUT_KILL_AND_STOP;
+    block_all_raw();
+    // glibc's first thread unblocks 32 and 33 in the caller, and starts the thread with them
+    // unblocked: block them again in both before saying ready, or they would kill us.
+    let (blocked, thread_ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        block_all_raw();
+        let _ = blocked.send(());
+        std::process::exit(wait_for_eof())
+    });
+    thread_ready.recv().expect("thread blocked its signals");
+    block_all_raw();
+    say(&format!("{tag} ready"));
+    loop {
+        // SAFETY: siginfo_t is plain data.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a kernel sigset of the size passed and storage for one siginfo_t.
+        let sig = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &all as *const u64,
+                &mut info as *mut libc::siginfo_t,
+                std::ptr::null::<libc::timespec>(),
+                8,
+            )
+        };
+        if sig <= 0 {
+            continue;
+        }
+        // SAFETY: the kernel filled in `info`; the value is only meaningful for SI_QUEUE and is
+        // printed as it is.
+        let (value, sender) = unsafe { (info.si_value().sival_ptr as usize, info.si_pid()) };
+        say(&format!(
+            "{tag} got {} code {} value {value} from {sender}",
+            signal_name(sig as i32),
+            info.si_code
+        ));
+    }
+}
+
+fn leave_group() -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded; the child continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).expect("setpgid");
+            drop(ready_write);
+            std::process::exit(wait_for_eof())
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            nix::unistd::setpgid(Pid::from_raw(0), child).expect("join the grandchild's group");
+            siginfo("probe")
+        }
+    }
+}
+
+fn traceme(command: &[String]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        usage()
+    };
+    // SAFETY: PTRACE_TRACEME takes no pointers.
+    let traced = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    assert_eq!(
+        traced,
+        0,
+        "PTRACE_TRACEME: {}",
+        std::io::Error::last_os_error()
+    );
+    let error = std::process::Command::new(program).args(args).exec();
+    eprintln!("probe: exec {program}: {error}");
+    127
+}
+
+fn orphan_traceme() -> i32 {
+    // SAFETY: single-threaded; the children continue with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let middle = getpid();
+            // SAFETY: as above.
+            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
+                std::process::exit(0)
+            }
+            // Re-parented once the middle process has exited.
+            while nix::unistd::getppid() == middle {
+                std::thread::yield_now();
+            }
+            let me = std::env::current_exe().expect("own path");
+            let me = me.to_string_lossy().into_owned();
+            std::process::exit(traceme(&[me, "siginfo".into(), "orphan".into()]))
+        }
+        ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).expect("reap the middle process");
+            wait_for_eof()
+        }
     }
 }
