@@ -209,7 +209,8 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     0
 }
 
-/// Parent-death signal, subreaper, and the warning when orphans cannot be reaped here.
+/// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
+/// cannot be reaped here.
 fn become_reaper(config: &Config) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
         let parent = nix::unistd::getppid();
@@ -226,11 +227,13 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             unsafe { libc::raise(sig.number()) };
         }
     }
-    if config.subreaper {
+    let pid = std::process::id();
+    // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
+    // come back to ferrinit when their parents exit, or orphans would escape it.
+    if config.subreaper || (config.grace_period.is_some() && pid != 1) {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
-    let pid = std::process::id();
     if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
         warning!(
             "not running as PID 1 (pid {pid}) and not a subreaper: orphans of the child will not be reaped by ferrinit; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"

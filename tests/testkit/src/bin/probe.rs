@@ -48,6 +48,9 @@ usage: probe MODE [ARGS]
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
   tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
+  fake-parent PID      fork a stubborn straggler (as 'straggler stubborn') that bind-mounts over
+                       /proc/PID/stat a copy naming itself as PID's parent, prints 'faked PID',
+                       then exit 0 (needs root and a private mount namespace)
 ";
 
 #[unsafe(no_mangle)]
@@ -95,6 +98,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
             wait_for_eof()
         }
         "tty-read" => tty_read(),
+        "fake-parent" => fake_parent(number(1)),
         _ => usage(),
     }
 }
@@ -648,5 +652,58 @@ fn tree(count: usize) -> i32 {
     say("tree ready");
     loop {
         nix::unistd::pause();
+    }
+}
+
+/// A straggler that lies about its children: /proc/VICTIM/stat, as mounted over by it, names it
+/// as VICTIM's parent. Whoever trusts /proc then takes VICTIM for its descendant.
+fn fake_parent(victim: i32) -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded here; the grandchild continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            let target = format!("/proc/{victim}/stat");
+            let real = std::fs::read_to_string(&target).expect("victim's stat");
+            let comm_end = real.rfind(')').expect("stat holds a comm") + 1;
+            let mut fields: Vec<&str> = real[comm_end..].split_whitespace().collect();
+            let me = getpid().to_string();
+            // After comm: state(0) ppid(1) ...
+            fields[1] = &me;
+            let fake = format!("{} {}\n", &real[..comm_end], fields.join(" "));
+            let copy = std::env::temp_dir().join(format!("probe-fake-stat-{me}"));
+            std::fs::write(&copy, fake).expect("write the fake stat");
+            let source = std::ffi::CString::new(copy.as_os_str().as_bytes()).expect("path");
+            let target = std::ffi::CString::new(target).expect("path");
+            // SAFETY: valid C strings; a bind mount takes no file system type or data.
+            let mounted = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(
+                mounted,
+                0,
+                "bind mount: {}",
+                std::io::Error::last_os_error()
+            );
+            // The mount keeps the file; nothing else needs its name.
+            let _ = std::fs::remove_file(&copy);
+            stubborn(|| {
+                say(&format!("faked {victim}"));
+                drop(ready_write);
+            })
+        }
+        ForkResult::Parent { .. } => {
+            drop(ready_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            0
+        }
     }
 }
