@@ -25,6 +25,8 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     pub const CHLD: Sig = Sig(libc::SIGCHLD);
     pub const CONT: Sig = Sig(libc::SIGCONT);
+    pub const TTIN: Sig = Sig(libc::SIGTTIN);
+    pub const TTOU: Sig = Sig(libc::SIGTTOU);
 
     /// The highest signal number the kernel knows (64 on Linux).
     pub fn max() -> i32 {

@@ -25,8 +25,9 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     let Mode::Run(command) = &config.mode else {
         return pause(config, signals);
     };
-    let terminal = Terminal::foreground_at_start();
-    let spawned = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
+    let terminal = Terminal::controlling();
+    let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
+    let spawned = match spawn::spawn(command, environ, signals, give_terminal) {
         Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
@@ -68,9 +69,10 @@ struct Supervisor<'a> {
     reaper: Reaper,
     delays: Delays,
     terminal: Option<Terminal>,
-    /// Started as a job in the terminal's foreground by a job-control shell.
+    /// Run as a job by a job-control shell, on ferrinit's controlling terminal.
     job_control: bool,
-    child_stopped: bool,
+    /// The signal that stopped the main child, while ferrinit has yet to act on the stop.
+    child_stopped: Option<Sig>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -90,11 +92,13 @@ impl<'a> Supervisor<'a> {
             } else {
                 Target::Process(child)
             },
-            reaper: Reaper::new(Some(child), config.warn_on_reap, job_control),
+            // On a terminal, the child's stops matter: Ctrl-Z, and SIGTTIN or SIGTTOU when it
+            // needs the terminal.
+            reaper: Reaper::new(Some(child), config.warn_on_reap, terminal.is_some()),
             delays: Delays::new(&config.delays),
             terminal,
             job_control,
-            child_stopped: false,
+            child_stopped: None,
         }
     }
 
@@ -115,13 +119,13 @@ impl<'a> Supervisor<'a> {
                     if let Some(status) = reaped.main_exited {
                         return status;
                     }
-                    if reaped.main_stopped {
-                        self.child_was_stopped();
+                    if let Some(by) = reaped.main_stopped {
+                        self.child_was_stopped(by);
                     }
                 }
                 Some(Received { sig, sender }) => {
                     debug!("received {sig} from pid {sender}");
-                    if sig == Sig::CONT && self.child_stopped {
+                    if sig == Sig::CONT && self.child_stopped.is_some() {
                         self.resume_child();
                     } else if let Some(sig) = self.delays.admit(sig, Instant::now()) {
                         self.forward(sig);
@@ -156,30 +160,55 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Ctrl-Z stopped the child. A shell waits for ferrinit, not for the child, so ferrinit gives
-    /// the terminal back and stops too: the shell prints its prompt, and its `fg` continues us.
-    fn child_was_stopped(&mut self) {
+    /// The child stopped. By SIGTTIN or SIGTTOU, it needs the terminal: if ferrinit's group holds
+    /// the foreground, the child gets it and goes on at once. Otherwise (Ctrl-Z, or the terminal
+    /// is not ours to give) under a job-control shell, which waits for ferrinit and not for the
+    /// child, ferrinit gives the terminal back and stops too: the shell prints its prompt, and
+    /// its `fg` continues us (see `resume_child`).
+    fn child_was_stopped(&mut self, by: Sig) {
+        let Some(terminal) = &self.terminal else {
+            return;
+        };
+        let wants_terminal = by == Sig::TTIN || by == Sig::TTOU;
+        if wants_terminal && terminal.in_foreground() {
+            // Its current group: should the child have moved to another one, continuing it
+            // without giving that group the terminal would only stop it again.
+            match nix::unistd::getpgid(Some(self.child)) {
+                Ok(group) if terminal.give_to(group) => {
+                    info!("child stopped by {by}: giving it the terminal and continuing it");
+                    continue_group(group);
+                }
+                _ => {}
+            }
+            return;
+        }
+        if !wants_terminal && !self.job_control {
+            // Ctrl-Z with nobody to continue ferrinit: only the child stops, until a SIGCONT.
+            return;
+        }
+        self.child_stopped = Some(by);
         if !self.job_control {
             return;
         }
-        self.child_stopped = true;
-        if let Some(terminal) = &self.terminal {
-            terminal.take_back(self.child);
-        }
-        info!("child stopped: stopping ferrinit too, so that the shell can take over");
+        terminal.take_back(self.child);
+        info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 
     /// `fg` (or `bg`) continued ferrinit: continue the child's whole group, and give it the
-    /// terminal again if the shell gave it to us.
+    /// terminal if the shell gave it to us.
     fn resume_child(&mut self) {
-        self.child_stopped = false;
+        self.child_stopped = None;
         if let Some(terminal) = self.terminal.as_ref().filter(|t| t.in_foreground()) {
             terminal.give_to(self.child);
         }
-        if let Err(e) = Target::Group(self.child).send(Sig::CONT) {
-            warning!("could not continue process group {}: {e}", self.child);
-        }
+        continue_group(self.child);
+    }
+}
+
+fn continue_group(group: Pid) {
+    if let Err(e) = Target::Group(group).send(Sig::CONT) {
+        warning!("could not continue process group {group}: {e}");
     }
 }
 

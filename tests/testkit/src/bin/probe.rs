@@ -51,6 +51,11 @@ usage: probe MODE [ARGS]
   fake-parent PID      fork a stubborn straggler (as 'straggler stubborn') that bind-mounts over
                        /proc/PID/stat a copy naming itself as PID's parent, prints 'faked PID',
                        then exit 0 (needs root and a private mount namespace)
+  tty-prompt           as a password prompt does: open /dev/tty, print 'ready', read one line
+                       from /dev/tty and print 'read LINE'
+  tty-yield            hand the terminal's foreground to the parent's process group, print
+                       'yielded', then read one line from stdin (stopped by SIGTTIN until the
+                       terminal comes back) and print 'read LINE'
 ";
 
 #[unsafe(no_mangle)]
@@ -99,6 +104,8 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         }
         "tty-read" => tty_read(),
         "fake-parent" => fake_parent(number(1)),
+        "tty-prompt" => tty_prompt(),
+        "tty-yield" => tty_yield(),
         _ => usage(),
     }
 }
@@ -427,6 +434,10 @@ fn ignore_all() -> i32 {
 
 fn tty_read() -> i32 {
     say("ready");
+    tty_read_line()
+}
+
+fn tty_read_line() -> i32 {
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {
         Ok(_) => {
@@ -706,4 +717,31 @@ fn fake_parent(victim: i32) -> i32 {
             0
         }
     }
+}
+
+fn tty_prompt() -> i32 {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .expect("open /dev/tty");
+    say("ready");
+    let mut line = String::new();
+    match std::io::BufReader::new(tty).read_line(&mut line) {
+        Ok(_) => {
+            say(&format!("read {}", line.trim_end()));
+            0
+        }
+        Err(e) => {
+            say(&format!("read-error {e}"));
+            1
+        }
+    }
+}
+
+fn tty_yield() -> i32 {
+    let parent_group = nix::unistd::getpgid(Some(nix::unistd::getppid())).expect("getpgid");
+    nix::unistd::tcsetpgrp(std::io::stdin(), parent_group).expect("tcsetpgrp");
+    say("yielded");
+    tty_read_line()
 }
