@@ -67,3 +67,27 @@ impl AsFd for Pidfd {
         self.0.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_names_the_parent_of_a_pinned_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let pidfd = Pidfd::open(child.id() as i32).unwrap();
+        let parent = pidfd.parent();
+        assert!(!pidfd.has_exited());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(pidfd.has_exited());
+        match parent {
+            Ok(ppid) => assert_eq!(ppid, std::process::id() as i32),
+            // Kernels before 6.13 cannot tell; the drain then reads /proc.
+            Err(e) => assert!(matches!(e, Errno::ENOTTY | Errno::EINVAL), "{e}"),
+        }
+    }
+}
