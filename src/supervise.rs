@@ -160,11 +160,11 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// The child stopped. By SIGTTIN or SIGTTOU, it needs the terminal: if ferrinit's group holds
-    /// the foreground, the child gets it and goes on at once. Otherwise (Ctrl-Z, or the terminal
-    /// is not ours to give) under a job-control shell, which waits for ferrinit and not for the
-    /// child, ferrinit gives the terminal back and stops too: the shell prints its prompt, and
-    /// its `fg` continues us (see `resume_child`).
+    /// The child stopped. Stopped by SIGTTIN or SIGTTOU, it wants the terminal: if ferrinit's
+    /// group holds the foreground, the child gets it and goes on at once. Otherwise, under a
+    /// job-control shell (which waits for ferrinit, not for the child), ferrinit gives the
+    /// terminal back and stops too: the shell prints its prompt, and its `fg` continues us (see
+    /// `resume_child`). Without one, only the child stops, until a SIGCONT comes to ferrinit.
     fn child_was_stopped(&mut self, by: Sig) {
         let Some(terminal) = &self.terminal else {
             return;
@@ -180,19 +180,15 @@ impl<'a> Supervisor<'a> {
                 }
                 _ => {}
             }
-            return;
+        } else if self.job_control {
+            self.child_stopped = Some(by);
+            terminal.take_back(self.child);
+            info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        } else if wants_terminal {
+            // Should ferrinit get the foreground later, its next SIGCONT hands it on.
+            self.child_stopped = Some(by);
         }
-        if !wants_terminal && !self.job_control {
-            // Ctrl-Z with nobody to continue ferrinit: only the child stops, until a SIGCONT.
-            return;
-        }
-        self.child_stopped = Some(by);
-        if !self.job_control {
-            return;
-        }
-        terminal.take_back(self.child);
-        info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 
     /// `fg` (or `bg`) continued ferrinit: continue the child's whole group, and give it the
