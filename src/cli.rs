@@ -437,7 +437,8 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
   -g, --process-group        Forward signals to the child's process group
   -e, --remap-exit CODE      Exit 0 when the child's code is CODE (repeatable)
   -t, --grace-period TIME    When the child exits, TERM everything left, wait up
-                             to TIME for it to exit, then KILL what remains
+                             to TIME for it to exit, then KILL what remains;
+                             outside PID 1 this makes ferrinit a subreaper (-s)
       --drain-signal SIG     Signal for that drain instead of SIGTERM
   -r, --rewrite FROM:TO      Forward FROM as TO; TO=0 drops it (repeatable)
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second

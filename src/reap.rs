@@ -9,6 +9,7 @@ use nix::unistd::Pid;
 
 use crate::exit_status::ChildStatus;
 use crate::log::{debug, info, warning};
+use crate::signals::Sig;
 
 pub struct Reaper {
     main: Option<Pid>,
@@ -20,7 +21,8 @@ pub struct Reaper {
 #[derive(Default)]
 pub struct Reaped {
     pub main_exited: Option<ChildStatus>,
-    pub main_stopped: bool,
+    /// The main child stopped, and the signal that stopped it.
+    pub main_stopped: Option<Sig>,
     /// `waitpid` said ECHILD: ferrinit has no child left at all, and so no descendant either when
     /// it is PID 1 or a subreaper.
     pub none_left: bool,
@@ -70,12 +72,14 @@ impl Reaper {
                     self.main = None;
                     reaped.main_exited = Some(status);
                 }
-                (None, true) => reaped.main_stopped = libc::WIFSTOPPED(status),
+                (None, true) if libc::WIFSTOPPED(status) => {
+                    reaped.main_stopped = Sig::from_number(libc::WSTOPSIG(status))
+                }
                 (Some(status), false) if self.warn_on_reap => {
                     warning!("reaped zombie process {pid} ({status})")
                 }
                 (Some(status), false) => debug!("reaped process {pid} ({status})"),
-                (None, false) => {}
+                (None, _) => {}
             }
         }
     }

@@ -25,6 +25,8 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     pub const CHLD: Sig = Sig(libc::SIGCHLD);
     pub const CONT: Sig = Sig(libc::SIGCONT);
+    pub const TTIN: Sig = Sig(libc::SIGTTIN);
+    pub const TTOU: Sig = Sig(libc::SIGTTOU);
 
     /// The highest signal number the kernel knows (64 on Linux).
     pub fn max() -> i32 {
@@ -159,6 +161,27 @@ fn set_mask(how: libc::c_int, set: &KernelSet, old: Option<&mut KernelSet>) -> R
         )
     };
     Errno::result(result).map(drop)
+}
+
+/// A descriptor that becomes readable while a collected signal is pending: for a wait that must
+/// watch descriptors too (`poll`). The signal itself is still taken with [`SignalState::next`].
+/// Close-on-exec and non-blocking; `None` if the kernel gives none (no descriptor left).
+pub fn pending_signal_fd() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let set = collected();
+    // SAFETY: `set` is a readable kernel sigset of the size passed; signalfd4 with -1 makes a
+    // new descriptor. Raw, so that signals 32 and 33 are watched too.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &set as *const KernelSet,
+            KERNEL_SET_SIZE,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        )
+    };
+    // SAFETY: on success, a fresh descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[derive(Debug, thiserror::Error)]

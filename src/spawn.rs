@@ -257,7 +257,8 @@ pub fn spawn(
     let mut exec = Exec::new(command, environ)?;
     let report = ExecReport::new()?;
     // SAFETY: ferrinit is single-threaded, and the child only makes async-signal-safe calls
-    // (setpgid, tcsetpgrp, sigaction, sigprocmask, execve, _exit) on memory prepared above.
+    // (setpgid, open, tcsetpgrp, close, sigaction, sigprocmask, execve, _exit) on memory prepared
+    // above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SpawnError::Fork(Errno::last()));

@@ -26,8 +26,9 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     let Mode::Run(command) = &config.mode else {
         return pause(config, signals);
     };
-    let terminal = Terminal::foreground_at_start();
-    let spawned = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
+    let terminal = Terminal::controlling();
+    let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
+    let spawned = match spawn::spawn(command, environ, signals, give_terminal) {
         Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
@@ -74,9 +75,10 @@ struct Supervisor<'a> {
     reaper: Reaper,
     forwarding: Forwarding,
     terminal: Option<Terminal>,
-    /// Started as a job in the terminal's foreground by a job-control shell.
+    /// Run as a job by a job-control shell, on ferrinit's controlling terminal.
     job_control: bool,
-    child_stopped: bool,
+    /// The signal that stopped the main child, while ferrinit has yet to act on the stop.
+    child_stopped: Option<Sig>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -95,11 +97,13 @@ impl<'a> Supervisor<'a> {
             } else {
                 Target::Process(child)
             },
-            reaper: Reaper::new(Some(child), config.warn_on_reap, job_control),
+            // On a terminal, the child's stops matter: Ctrl-Z, and SIGTTIN or SIGTTOU when it
+            // needs the terminal.
+            reaper: Reaper::new(Some(child), config.warn_on_reap, terminal.is_some()),
             forwarding: Forwarding::new(&config.rewrites, &config.delays),
             terminal,
             job_control,
-            child_stopped: false,
+            child_stopped: None,
         }
     }
 
@@ -117,13 +121,13 @@ impl<'a> Supervisor<'a> {
                     if let Some(status) = reaped.main_exited {
                         return status;
                     }
-                    if reaped.main_stopped {
-                        self.child_was_stopped();
+                    if let Some(by) = reaped.main_stopped {
+                        self.child_was_stopped(by);
                     }
                 }
                 Some(received) => {
                     debug!("received {} from pid {}", received.sig, received.sender);
-                    if received.sig == Sig::CONT && self.child_stopped {
+                    if received.sig == Sig::CONT && self.child_stopped.is_some() {
                         self.resume_child();
                         continue;
                     }
@@ -159,30 +163,51 @@ impl<'a> Supervisor<'a> {
         }
     }
 
-    /// Ctrl-Z stopped the child. A shell waits for ferrinit, not for the child, so ferrinit gives
-    /// the terminal back and stops too: the shell prints its prompt, and its `fg` continues us.
-    fn child_was_stopped(&mut self) {
-        if !self.job_control {
+    /// The child stopped. Stopped by SIGTTIN or SIGTTOU, it wants the terminal: if ferrinit's
+    /// group holds the foreground, the child gets it and goes on at once. Otherwise, under a
+    /// job-control shell (which waits for ferrinit, not for the child), ferrinit gives the
+    /// terminal back and stops too: the shell prints its prompt, and its `fg` continues us (see
+    /// `resume_child`). Without one, only the child stops, until a SIGCONT comes to ferrinit.
+    fn child_was_stopped(&mut self, by: Sig) {
+        let Some(terminal) = &self.terminal else {
             return;
-        }
-        self.child_stopped = true;
-        if let Some(terminal) = &self.terminal {
+        };
+        let wants_terminal = by == Sig::TTIN || by == Sig::TTOU;
+        if wants_terminal && terminal.in_foreground() {
+            // Its current group: should the child have moved to another one, continuing it
+            // without giving that group the terminal would only stop it again.
+            match nix::unistd::getpgid(Some(self.child)) {
+                Ok(group) if terminal.give_to(group) => {
+                    info!("child stopped by {by}: giving it the terminal and continuing it");
+                    continue_group(group);
+                }
+                _ => {}
+            }
+        } else if self.job_control {
+            self.child_stopped = Some(by);
             terminal.take_back(self.child);
+            info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        } else if wants_terminal {
+            // Should ferrinit get the foreground later, its next SIGCONT hands it on.
+            self.child_stopped = Some(by);
         }
-        info!("child stopped: stopping ferrinit too, so that the shell can take over");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 
     /// `fg` (or `bg`) continued ferrinit: continue the child's whole group, and give it the
-    /// terminal again if the shell gave it to us.
+    /// terminal if the shell gave it to us.
     fn resume_child(&mut self) {
-        self.child_stopped = false;
+        self.child_stopped = None;
         if let Some(terminal) = self.terminal.as_ref().filter(|t| t.in_foreground()) {
             terminal.give_to(self.child);
         }
-        if let Err(e) = Target::Group(self.child).send(Sig::CONT) {
-            warning!("could not continue process group {}: {e}", self.child);
-        }
+        continue_group(self.child);
+    }
+}
+
+fn continue_group(group: Pid) {
+    if let Err(e) = Target::Group(group).send(Sig::CONT) {
+        warning!("could not continue process group {group}: {e}");
     }
 }
 
@@ -219,7 +244,8 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     0
 }
 
-/// Parent-death signal, subreaper, and the warning when orphans cannot be reaped here.
+/// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
+/// cannot be reaped here.
 fn become_reaper(config: &Config) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
         let parent = nix::unistd::getppid();
@@ -236,11 +262,13 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             unsafe { libc::raise(sig.number()) };
         }
     }
-    if config.subreaper {
+    let pid = std::process::id();
+    // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
+    // come back to ferrinit when their parents exit, or orphans would escape it.
+    if config.subreaper || (config.grace_period.is_some() && pid != 1) {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
-    let pid = std::process::id();
     if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
         warning!(
             "not running as PID 1 (pid {pid}) and not a subreaper: orphans of the child will not be reaped by ferrinit; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"

@@ -292,3 +292,170 @@ fn a_stop_signal_received_during_the_drain_does_not_freeze_what_is_exiting() {
     let out = running.finish();
     assert_eq!(out.code(), 7, "{:?}", out.stderr);
 }
+
+#[test]
+fn as_pid1_the_drain_waits_for_processes_that_joined_the_namespace() {
+    // nsenter (like `docker exec`) puts a process into the namespace whose parent is outside:
+    // no SIGCHLD tells ferrinit about it. It must still get the drain signal, and ferrinit must
+    // wait for it to finish: its exit takes the namespace down, SIGKILLing whoever is left.
+    let mut running = Running::start(as_pid1(["-t", "1h", "--", probe_arg(), "wait"]));
+    running.expect_stdout("ready");
+    let init = running.init_pid().to_string();
+    let nsenter = ferrinit_testkit::which("nsenter").expect("nsenter (util-linux) is installed");
+    let mut joined = Running::start(ferrinit_testkit::clean_command(
+        nsenter,
+        [
+            "--target",
+            &init,
+            "--pid",
+            "--",
+            probe_arg(),
+            "signals",
+            "joined",
+        ],
+    ));
+    joined.expect_stdout("joined ready");
+    running.close_stdin();
+    joined.expect_stdout("joined got SIGTERM");
+    // Its "shutdown" ends when we say so; ferrinit must still be there to see it.
+    joined.close_stdin();
+    let joined = joined.finish();
+    assert_eq!(
+        joined.code(),
+        0,
+        "the joined process was killed: {:?}",
+        joined.stdout
+    );
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "no SIGKILL was needed: {:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_drain_signals_every_descendant_with_a_single_descriptor_to_spare() {
+    let script = r#"for i in 1 2 3; do "$0" straggler term 0; done; read -r line; exit 7"#;
+    let mut running = Running::start(as_process([
+        "-s",
+        "-t",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        script,
+        probe_arg(),
+    ]));
+    for _ in 0..3 {
+        running.expect_stdout(" ready");
+    }
+    // ferrinit holds 0, 1 and 2 by now: a limit of 4 leaves it descriptor 3 alone.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes valid rlimit structs; the pid is our child.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(
+                running.pid(),
+                libc::RLIMIT_NOFILE,
+                std::ptr::null(),
+                &mut limit
+            ),
+            0
+        );
+        limit.rlim_cur = 4;
+        assert_eq!(
+            libc::prlimit(
+                running.pid(),
+                libc::RLIMIT_NOFILE,
+                &limit,
+                std::ptr::null_mut()
+            ),
+            0
+        );
+    }
+    running.close_stdin();
+    for _ in 0..3 {
+        running.expect_stdout("straggler got SIGTERM");
+    }
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+}
+
+#[test]
+fn a_grace_period_alone_makes_ferrinit_a_subreaper_that_drains_orphans() {
+    // No -s: the straggler's parent exits, and without a subreaper it would be re-parented far
+    // away from ferrinit, and never drained.
+    let args = ["-t", "1h", "--", probe_arg(), "straggler", "term", "7"];
+    cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(as_process(args));
+}
+
+#[test]
+fn a_drain_without_proc_mounted_says_so() {
+    // ferrinit is PID 2 of a namespace in which /proc is not mounted at all.
+    let script = r#"umount -l /proc && { "$0" -t 200ms -- "$1" straggler stubborn 0; echo "ferrinit exited $?"; }"#;
+    let mut command = ferrinit_testkit::clean_command(
+        "unshare",
+        [
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    command.arg(ferrinit_testkit::ferrinit()).arg(probe());
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout("ferrinit exited 0");
+    let warning = running.expect_stderr("/proc");
+    assert!(warning.contains("/proc is not mounted"), "{warning}");
+    running.finish();
+}
+
+#[test]
+fn the_drain_asks_the_kernel_not_proc_whose_child_a_process_is() {
+    // A descendant that may mount (root in ferrinit's mount namespace) makes /proc claim that
+    // an outside process is its child. It must get no signal.
+    let mut victim = Running::start(ferrinit_testkit::clean_command(
+        probe(),
+        ["signals", "victim"],
+    ));
+    victim.expect_stdout("victim ready");
+    let script = r#"exec "$0" -s -t 200ms -- "$1" fake-parent "$2""#;
+    let mut command = ferrinit_testkit::clean_command(
+        "unshare",
+        ["--mount", "--propagation", "private", "sh", "-c", script],
+    );
+    command
+        .arg(ferrinit_testkit::ferrinit())
+        .arg(probe())
+        .arg(victim.pid().to_string());
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout(&format!("faked {}", victim.pid()));
+    let out = running.finish();
+    assert!(
+        out.stderr.iter().any(|l| l.contains("is over")),
+        "the faker was drained: {:?}",
+        out.stderr
+    );
+    // SAFETY: kill has no memory-safety preconditions; the victim is our child.
+    assert_eq!(
+        unsafe { libc::kill(victim.pid(), libc::SIGUSR1) },
+        0,
+        "the victim is gone"
+    );
+    assert_eq!(victim.expect_stdout("victim got"), "victim got SIGUSR1");
+    victim.close_stdin();
+    assert_eq!(victim.finish().code(), 0);
+}

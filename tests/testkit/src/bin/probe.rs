@@ -56,6 +56,14 @@ usage: probe MODE [ARGS]
   traceme PROG ARGS    PTRACE_TRACEME, then exec PROG ARGS: ferrinit becomes our tracer
   orphan-traceme       make an orphan that, once re-parented, calls PTRACE_TRACEME and execs
                        'probe siginfo orphan'; then wait for stdin EOF
+  fake-parent PID      fork a stubborn straggler (as 'straggler stubborn') that bind-mounts over
+                       /proc/PID/stat a copy naming itself as PID's parent, prints 'faked PID',
+                       then exit 0 (needs root and a private mount namespace)
+  tty-prompt           as a password prompt does: open /dev/tty, print 'ready', read one line
+                       from /dev/tty and print 'read LINE'
+  tty-yield            hand the terminal's foreground to the parent's process group, print
+                       'yielded', then read one line from stdin (stopped by SIGTTIN until the
+                       terminal comes back) and print 'read LINE'
 ";
 
 #[unsafe(no_mangle)]
@@ -107,6 +115,9 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         "leave-group" => leave_group(),
         "traceme" => traceme(&args[1..]),
         "orphan-traceme" => orphan_traceme(),
+        "fake-parent" => fake_parent(number(1)),
+        "tty-prompt" => tty_prompt(),
+        "tty-yield" => tty_yield(),
         _ => usage(),
     }
 }
@@ -435,6 +446,10 @@ fn ignore_all() -> i32 {
 
 fn tty_read() -> i32 {
     say("ready");
+    tty_read_line()
+}
+
+fn tty_read_line() -> i32 {
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {
         Ok(_) => {
@@ -786,4 +801,84 @@ fn orphan_traceme() -> i32 {
             wait_for_eof()
         }
     }
+}
+
+/// A straggler that lies about its children: /proc/VICTIM/stat, as mounted over by it, names it
+/// as VICTIM's parent. Whoever trusts /proc then takes VICTIM for its descendant.
+fn fake_parent(victim: i32) -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded here; the grandchild continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            let target = format!("/proc/{victim}/stat");
+            let real = std::fs::read_to_string(&target).expect("victim's stat");
+            let comm_end = real.rfind(')').expect("stat holds a comm") + 1;
+            let mut fields: Vec<&str> = real[comm_end..].split_whitespace().collect();
+            let me = getpid().to_string();
+            // After comm: state(0) ppid(1) ...
+            fields[1] = &me;
+            let fake = format!("{} {}\n", &real[..comm_end], fields.join(" "));
+            let copy = std::env::temp_dir().join(format!("probe-fake-stat-{me}"));
+            std::fs::write(&copy, fake).expect("write the fake stat");
+            let source = std::ffi::CString::new(copy.as_os_str().as_bytes()).expect("path");
+            let target = std::ffi::CString::new(target).expect("path");
+            // SAFETY: valid C strings; a bind mount takes no file system type or data.
+            let mounted = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(
+                mounted,
+                0,
+                "bind mount: {}",
+                std::io::Error::last_os_error()
+            );
+            // The mount keeps the file; nothing else needs its name.
+            let _ = std::fs::remove_file(&copy);
+            stubborn(|| {
+                say(&format!("faked {victim}"));
+                drop(ready_write);
+            })
+        }
+        ForkResult::Parent { .. } => {
+            drop(ready_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            0
+        }
+    }
+}
+
+fn tty_prompt() -> i32 {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .expect("open /dev/tty");
+    say("ready");
+    let mut line = String::new();
+    match std::io::BufReader::new(tty).read_line(&mut line) {
+        Ok(_) => {
+            say(&format!("read {}", line.trim_end()));
+            0
+        }
+        Err(e) => {
+            say(&format!("read-error {e}"));
+            1
+        }
+    }
+}
+
+fn tty_yield() -> i32 {
+    let parent_group = nix::unistd::getpgid(Some(nix::unistd::getppid())).expect("getpgid");
+    nix::unistd::tcsetpgrp(std::io::stdin(), parent_group).expect("tcsetpgrp");
+    say("yielded");
+    tty_read_line()
 }
