@@ -15,7 +15,8 @@ pub fn reserve_closed_stdio() {
         if closed {
             // The lowest free descriptor is `fd` itself, since the lower ones are now all open.
             // An O_PATH handle on "/" cannot fail for lack of a file and is useless if written to.
-            // SAFETY: the path is a valid C string; the result is checked by the caller's use.
+            // Should it fail all the same, the gap stays open; nothing better can be done.
+            // SAFETY: the path is a valid C string; the result is deliberately not checked.
             unsafe {
                 libc::open(
                     c"/".as_ptr(),
