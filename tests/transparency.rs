@@ -192,7 +192,7 @@ fn descriptors_ferrinit_inherited_reach_the_child_and_then_leave_ferrinit() {
     let mut running = Running::start(command);
     running.expect_stdout("ready");
     // Logged once ferrinit has closed what it inherited.
-    running.expect_stderr("started child");
+    running.expect_stderr("forked child");
     let ferrinit = running.init_pid();
     let child = children_of(ferrinit)[0];
     assert_eq!(
