@@ -15,7 +15,8 @@ pub fn reserve_closed_stdio() {
         if closed {
             // The lowest free descriptor is `fd` itself, since the lower ones are now all open.
             // An O_PATH handle on "/" cannot fail for lack of a file and is useless if written to.
-            // SAFETY: the path is a valid C string; the result is checked by the caller's use.
+            // Should it fail all the same, the gap stays open; nothing better can be done.
+            // SAFETY: the path is a valid C string; the result is deliberately not checked.
             unsafe {
                 libc::open(
                     c"/".as_ptr(),
@@ -28,10 +29,11 @@ pub fn reserve_closed_stdio() {
 
 /// Closes every descriptor from 3 up. Called once the child exists: it has its copies of what
 /// ferrinit inherited (socket activation, a runtime's pipes), and ferrinit must not hold them
-/// open (a pipe's reader would never see end-of-file).
+/// open (a pipe's reader would never see end-of-file). The log's own descriptor of stderr goes
+/// too, and is opened again at the next line.
 pub fn close_inherited() {
-    // SAFETY: close_range has no memory-safety preconditions; ferrinit holds no descriptor of its
-    // own above 2 at this point.
+    // SAFETY: close_range has no memory-safety preconditions; the only descriptor of ferrinit's
+    // own above 2 at this point is the log's, which is forgotten below.
     let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0;
     if !closed {
         // Kernels before 5.9: close what /proc lists.
@@ -47,4 +49,5 @@ pub fn close_inherited() {
             unsafe { libc::close(fd) };
         }
     }
+    crate::log::forget_private_descriptor();
 }

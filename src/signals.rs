@@ -197,7 +197,7 @@ pub struct SignalState {
     own_pid: libc::pid_t,
     order: Cell<Order>,
     inherited_mask: KernelSet,
-    /// Set when ferrinit started with SIGCHLD ignored (or with SA_NOCLDWAIT): the kernel would then
+    /// Set when ferrinit started with SIGCHLD ignored: the kernel would then
     /// reap children behind our back and lose their exit status, so ferrinit resets it for itself.
     inherited_sigchld: Option<libc::sigaction>,
 }
@@ -471,8 +471,9 @@ fn reset_sigchld_if_ignored() -> Result<Option<libc::sigaction>, SignalError> {
     }
     // SAFETY: sigaction succeeded, so it filled `current`.
     let current = unsafe { current.assume_init() };
-    let ignored = current.sa_sigaction == libc::SIG_IGN;
-    if !ignored && current.sa_flags & libc::SA_NOCLDWAIT == 0 {
+    // Only SIG_IGN can come through exec: it resets every other handler to SIG_DFL and clears
+    // every flag, SA_NOCLDWAIT included.
+    if current.sa_sigaction != libc::SIG_IGN {
         return Ok(None);
     }
     // SAFETY: an all-zero sigaction is SIG_DFL with no flags and an empty mask.

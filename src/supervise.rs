@@ -18,12 +18,13 @@ use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
 use crate::tty::Terminal;
 
-pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
-    if let Err(message) = become_reaper(config) {
+/// `parent`: ferrinit's parent when it started (for `-p`).
+pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+    if let Err(message) = become_reaper(config, parent) {
         error!("{message}");
         return code::INTERNAL;
     }
-    let Mode::Run(command) = &config.mode else {
+    let Mode::Run(command) = config.mode else {
         return pause(config, signals);
     };
     let terminal = Terminal::controlling();
@@ -39,7 +40,8 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     fds::close_inherited();
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
-    info!("started child {child}: {}", command[0].to_string_lossy());
+    // Whether the exec worked is known only once the child is reaped.
+    info!("forked child {child} to run {}", command.name());
 
     let mut supervisor = Supervisor::new(config, child, terminal, signals);
     let status = supervisor.wait_for_child();
@@ -47,7 +49,10 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     let code = match spawned.exec_error() {
         Some(e) => {
             error!("{e}");
-            e.exit_code()
+            // As with tini, whose child exits 126 or 127 itself: `-e` applies.
+            config
+                .remap_exit
+                .exit_code(ChildStatus::Exited(e.exit_code()))
         }
         None => {
             if let Some(grace) = config.grace_period {
@@ -246,9 +251,8 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
 
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
-fn become_reaper(config: &Config) -> Result<(), String> {
+fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
-        let parent = nix::unistd::getppid();
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
             return Err(format!(
@@ -270,8 +274,13 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
     if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+        // In pause mode there is no child, and nothing can be reaped at all.
+        let consequence = match config.mode {
+            Mode::Run(_) => "orphans of the child will not be reaped by ferrinit",
+            Mode::Pause => "no orphan will be re-parented to ferrinit, so --pause reaps nothing",
+        };
         warning!(
-            "not running as PID 1 (pid {pid}) and not a subreaper: orphans of the child will not be reaped by ferrinit; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
+            "not running as PID 1 (pid {pid}) and not a subreaper: {consequence}; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
         );
     }
     Ok(())
