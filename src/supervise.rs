@@ -20,7 +20,7 @@ use crate::tty::Terminal;
 
 /// `parent`: ferrinit's parent when it started (for `-p`).
 pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
-    if let Err(message) = become_reaper(config, parent) {
+    if let Err(message) = become_reaper(config, parent, signals.own_pid()) {
         error!("{message}");
         return code::INTERNAL;
     }
@@ -29,7 +29,13 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pi
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
-    let spawned = match spawn::spawn(command, environ, signals, give_terminal) {
+    let spawned = match spawn::spawn(
+        command,
+        environ,
+        signals,
+        give_terminal,
+        config.process_group,
+    ) {
         Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
@@ -56,6 +62,7 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pi
         }
         None => {
             if let Some(grace) = config.grace_period {
+                signals.release_descriptor();
                 drain(
                     signals,
                     &mut supervisor.reaper,
@@ -238,6 +245,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
         }
     }
     if let Some(grace) = config.grace_period {
+        signals.release_descriptor();
         drain(
             signals,
             &mut reaper,
@@ -251,7 +259,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
 
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
-fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
+fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
@@ -266,14 +274,14 @@ fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
             unsafe { libc::raise(sig.number()) };
         }
     }
-    let pid = std::process::id();
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
-    if config.subreaper || (config.grace_period.is_some() && pid != 1) {
+    let subreaper = config.subreaper || (config.grace_period.is_some() && pid != 1);
+    if subreaper {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
-    if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+    if pid != 1 && !subreaper && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
         // In pause mode there is no child, and nothing can be reaped at all.
         let consequence = match config.mode {
             Mode::Run(_) => "orphans of the child will not be reaped by ferrinit",
