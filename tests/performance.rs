@@ -1,0 +1,110 @@
+//! The bounds of issue #12, each counted, never timed: system calls per forwarded signal, and how
+//! many signals one that is pending can wait behind in a storm.
+
+use ferrinit_testkit::{
+    Running, as_pid1, children_of, clean_command, eventually, have, probe, process_state, rtmin,
+    scratch_dir, waits_for_signals_without_timeout,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn send(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// How many forwards, in ferrinit's own log, came before the first forward of `sig`.
+fn forwarded_before(log: &[String], name: &str) -> usize {
+    let forwards: Vec<&String> = log.iter().filter(|l| l.contains(" forwarded ")).collect();
+    let needle = format!(" forwarded {name} to ");
+    forwards
+        .iter()
+        .position(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("{name} was never forwarded: {log:?}"))
+}
+
+/// ferrinit is stopped while 1,000 SIGRTMIN are queued for it, then one SIGRTMIN+1 and one
+/// SIGUSR1: once continued, it must forward each of the late two after at most 64 others (the
+/// kernel's own lowest-first order would put SIGRTMIN+1 after all 1,000).
+#[test]
+fn a_signal_behind_a_thousand_queued_ones_waits_behind_at_most_64() {
+    let running = Running::start(as_pid1(["-v", "--", probe_arg(), "storm-target", "quiet"]));
+    running.expect_stdout("storm-target ready");
+    let init = running.init_pid();
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        process_state(init).as_deref() == Some("T")
+    });
+    for _ in 0..1000 {
+        send(init, rtmin(0));
+    }
+    send(init, rtmin(1));
+    send(init, libc::SIGUSR1);
+    send(init, libc::SIGCONT);
+    // Asleep in its wait again, ferrinit has forwarded everything.
+    eventually("ferrinit is idle again", || {
+        waits_for_signals_without_timeout(init)
+    });
+    let mut running = running;
+    running.close_stdin();
+    let out = running.finish();
+    assert!(
+        !out.stderr.iter().any(|l| l.contains("dropped")),
+        "log lines were dropped: the order cannot be checked"
+    );
+    let rtmin_forwards = out
+        .stderr
+        .iter()
+        .filter(|l| l.contains(" forwarded SIGRTMIN to "))
+        .count();
+    assert_eq!(rtmin_forwards, 1000);
+    for late in ["SIGRTMIN+1", "SIGUSR1"] {
+        let position = forwarded_before(&out.stderr, late);
+        assert!(
+            position <= 64,
+            "{late} was forwarded after {position} others"
+        );
+    }
+}
+
+/// Under strace, K signals sent one at a time, each answered by the child before the next: from
+/// the first forward to the last, ferrinit makes two system calls per signal, the wait (a read)
+/// and the kill.
+#[test]
+fn a_signal_forwarded_one_at_a_time_costs_two_system_calls() {
+    assert!(
+        have("strace"),
+        "strace is missing: install the Debian package strace"
+    );
+    const K: usize = 40;
+    let trace = scratch_dir("one-at-a-time").join("trace");
+    let mut command = clean_command("strace", ["-o".as_ref(), trace.as_os_str()]);
+    command.args([ferrinit_testkit::ferrinit().as_os_str()]);
+    command.args(["-s", "--", probe_arg(), "signals"]);
+    let mut running = Running::start(command);
+    running.expect_stdout("probe ready");
+    // strace's child.
+    let init = children_of(running.pid())[0];
+    for _ in 0..K {
+        send(init, libc::SIGUSR1);
+        running.expect_stdout("probe got SIGUSR1");
+    }
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).expect("strace's output");
+    let calls: Vec<&str> = trace.lines().filter(|l| !l.starts_with("+++")).collect();
+    let kills: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("kill(") && calls[i].contains("SIGUSR1"))
+        .collect();
+    assert_eq!(kills.len(), K, "forwards in the trace:\n{trace}");
+    let between = kills[K - 1] - kills[0];
+    assert!(
+        between <= 2 * (K - 1),
+        "{between} system calls for {} forwards:\n{}",
+        K - 1,
+        calls[kills[0]..=kills[K - 1]].join("\n")
+    );
+}
