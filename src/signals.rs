@@ -350,7 +350,11 @@ struct Order {
 
 impl Order {
     fn note(&mut self, sig: i32) {
-        self.run = if sig == self.last { self.run + 1 } else { 1 };
+        self.run = if sig == self.last {
+            self.run.saturating_add(1)
+        } else {
+            1
+        };
         self.last = sig;
     }
 
