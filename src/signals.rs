@@ -259,10 +259,12 @@ impl SignalState {
     /// from the signalfd. A read that returns two means a backlog: then the signals pending are
     /// taken in [`Order`] until none is left, and the next wait blocks again.
     fn take_next(&self, deadline: Option<Instant>) -> Option<Received> {
+        let mut order = self.order.get();
         if let Some(received) = self.held.take() {
+            order.note(received.sig.0);
+            self.order.set(order);
             return Some(received);
         }
-        let mut order = self.order.get();
         if order.backlog {
             let received = order.take_pending();
             self.order.set(order);
@@ -325,6 +327,15 @@ fn open_signalfd(flags: libc::c_int) -> Option<i32> {
 /// sending one signal must not starve the others (SIGCHLD above all).
 const FAIR_WAIT: u32 = 64;
 
+/// How many of one queued signal may be taken in a row when a round holds `signals`.
+///
+/// Half of [`FAIR_WAIT`] a round: a signal that arrives just after its turn waits for the rest of
+/// this round and its place in the next. The rotation goes on across rounds, and a run counts
+/// across them too.
+fn quantum(signals: u32) -> u32 {
+    (FAIR_WAIT / 2 / signals.max(1)).max(1)
+}
+
 /// Which pending signal to take next, once signals are found waiting.
 ///
 /// The kernel hands out the lowest-numbered pending signal first, and finding a queued
@@ -332,10 +343,9 @@ const FAIR_WAIT: u32 = 64;
 /// sender that cycles through signals (RTMIN, RTMIN+1, ... RTMIN, ...), each lowest-first
 /// dequeue walks further: quadratic, seconds of kernel time for every init alike. So ferrinit
 /// takes them in rounds: one look at what is pending (`rt_sigpending`), then each of those
-/// round-robin, SIGCHLD first. A queued (real-time) signal may be taken up to `FAIR_WAIT / n`
-/// times in a row, n being how many signals the round holds: a sender that repeats one signal
-/// is followed cheaply, and no pending signal waits behind more than [`FAIR_WAIT`] others of
-/// its round. Each signal number keeps its own first-in, first-out order.
+/// round-robin, SIGCHLD first, a queued one up to [`quantum`] times in a row. A sender that
+/// repeats one signal is followed cheaply, no pending signal waits behind more than
+/// [`FAIR_WAIT`] others, and each signal number keeps its own first-in, first-out order.
 #[derive(Clone, Copy, Default)]
 struct Order {
     /// Pending at the round's start and not yet done with.
@@ -383,8 +393,7 @@ impl Order {
         loop {
             if self.round == 0 {
                 self.round = pending() & collected();
-                self.quantum = (FAIR_WAIT / self.round.count_ones().max(1)).max(1);
-                self.run = 0;
+                self.quantum = quantum(self.round.count_ones());
             }
             let Some(sig) = self.choose() else {
                 self.backlog = false;
@@ -747,7 +756,7 @@ mod tests {
     fn round(sigs: &[i32], last: i32, run: u32) -> Order {
         Order {
             round: set(sigs),
-            quantum: (FAIR_WAIT / sigs.len().max(1) as u32).max(1),
+            quantum: quantum(sigs.len() as u32),
             last,
             run,
             backlog: true,
@@ -768,12 +777,13 @@ mod tests {
 
     #[test]
     fn stays_on_a_queued_signal_for_its_share_of_the_round_only() {
-        // Two pending: each may be taken 32 times in a row.
-        assert_eq!(round(&[10, 35], 35, 31).choose(), Some(35));
-        assert_eq!(round(&[10, 35], 35, 32).choose(), Some(10));
-        let mut order = round(&[10, 35], 35, 31);
+        // Two pending: each may be taken 16 times in a row, 32 a round.
+        assert_eq!(round(&[10, 35], 35, 15).choose(), Some(35));
+        assert_eq!(round(&[10, 35], 35, 16).choose(), Some(10));
+        assert_eq!(quantum(41), 1);
+        let mut order = round(&[10, 35], 35, 15);
         order.note(35);
-        assert_eq!((order.last, order.run), (35, 32));
+        assert_eq!((order.last, order.run), (35, 16));
         order.note(36);
         assert_eq!((order.last, order.run), (36, 1));
     }
