@@ -188,8 +188,8 @@ pub struct SignalState {
     order: Cell<Order>,
     /// The second signal of a read that returned two: taken, not yet handed out.
     held: Cell<Option<Received>>,
-    /// The signalfd the waits read, opened at the first wait (after the child has its
-    /// descriptors): -1 before, [`NO_FD`] if the kernel gave none.
+    /// The signalfd the waits without a deadline read: [`UNOPENED`], [`WANTED`], [`NO_FD`] or
+    /// the descriptor.
     fd: Cell<i32>,
     inherited_mask: KernelSet,
     /// Set when ferrinit started with SIGCHLD ignored: the kernel would then
@@ -197,6 +197,11 @@ pub struct SignalState {
     inherited_sigchld: Option<libc::sigaction>,
 }
 
+/// The first wait goes without a signalfd: a child that exits at once never needs one.
+const UNOPENED: i32 = -1;
+/// Opened at the next wait without a deadline: after the child has its descriptors, and again
+/// after the drain.
+const WANTED: i32 = -3;
 /// No signalfd to be had: the waits use `sigtimedwait` instead.
 const NO_FD: i32 = -2;
 
@@ -212,7 +217,7 @@ impl SignalState {
             own_pid: std::process::id() as libc::pid_t,
             order: Cell::new(Order::default()),
             held: Cell::new(None),
-            fd: Cell::new(-1),
+            fd: Cell::new(UNOPENED),
             inherited_mask,
             inherited_sigchld,
         })
@@ -272,15 +277,15 @@ impl SignalState {
                 return received;
             }
         }
-        let (received, backlog) = match (deadline, self.fd()) {
-            (None, Some(fd)) => {
+        let fd = if deadline.is_none() { self.fd() } else { None };
+        let (received, backlog) = match fd {
+            Some(fd) => {
                 let (first, second) = read_two(fd);
                 self.held.set(second);
                 (first, second.is_some())
             }
             // With a deadline, or without a signalfd: one at a time, and then look again.
-            (Some(_), _) => (wait(collected(), deadline).ok()?, true),
-            (None, None) => (wait(collected(), None).ok()?, true),
+            None => (wait(collected(), deadline).ok()?, true),
         };
         order.note(received.sig.0);
         order.backlog = backlog;
@@ -288,10 +293,10 @@ impl SignalState {
         Some(received)
     }
 
-    /// Closes the signalfd, for the drain, which wants every descriptor it can get. The next
-    /// wait without a deadline opens it again.
+    /// Closes the signalfd, for the drain, which wants every descriptor it can get (its waits
+    /// have deadlines). A later wait without one opens it again.
     pub fn release_descriptor(&self) {
-        let fd = self.fd.replace(-1);
+        let fd = self.fd.replace(WANTED);
         if fd >= 0 {
             // SAFETY: our own signalfd, forgotten above.
             unsafe { libc::close(fd) };
@@ -299,9 +304,12 @@ impl SignalState {
     }
 
     fn fd(&self) -> Option<i32> {
-        if self.fd.get() == -1 {
-            self.fd
-                .set(open_signalfd(libc::SFD_CLOEXEC).unwrap_or(NO_FD));
+        match self.fd.get() {
+            UNOPENED => self.fd.set(WANTED),
+            WANTED => self
+                .fd
+                .set(open_signalfd(libc::SFD_CLOEXEC).unwrap_or(NO_FD)),
+            _ => {}
         }
         Some(self.fd.get()).filter(|&fd| fd >= 0)
     }
