@@ -2,8 +2,8 @@
 //! many signals one that is pending can wait behind in a storm.
 
 use ferrinit_testkit::{
-    Running, as_pid1, children_of, clean_command, eventually, have, probe, process_state, rtmin,
-    scratch_dir, waits_for_signals_without_timeout,
+    Running, as_pid1, as_process, children_of, clean_command, eventually, have, probe,
+    process_state, rtmin, scratch_dir, waits_for_signals_without_timeout,
 };
 
 fn probe_arg() -> &'static str {
@@ -109,4 +109,77 @@ fn a_signal_forwarded_one_at_a_time_costs_two_system_calls() {
         K - 2,
         calls[kills[1]..=kills[K - 1]].join("\n")
     );
+}
+
+/// `sigqueue(pid, sig, value)` from this process, as the raw system call.
+fn sigqueue(pid: i32, sig: i32, value: usize) {
+    // The SI_QUEUE layout of a siginfo_t on 64-bit Linux: three ints and padding, then the
+    // sender's pid and uid and the value; 128 bytes in all.
+    #[repr(C)]
+    struct QueueInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        pad: i32,
+        pid: libc::pid_t,
+        uid: libc::uid_t,
+        value: usize,
+        rest: [u64; 12],
+    }
+    // SAFETY: getpid and getuid have no preconditions.
+    let info = QueueInfo {
+        signo: sig,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        pad: 0,
+        pid: unsafe { libc::getpid() },
+        uid: unsafe { libc::getuid() },
+        value,
+        rest: [0; 12],
+    };
+    // SAFETY: a siginfo_t's 128 bytes with si_code SI_QUEUE, which the kernel accepts.
+    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
+    assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// ferrinit takes a signal in three ways: its first wait (`sigtimedwait`), a read of its
+/// signalfd, and a backlog's round. A sigqueue'd value and sender survive each.
+#[test]
+fn a_sigqueued_value_and_sender_survive_every_way_ferrinit_takes_signals() {
+    let mut running = Running::start(as_process(["-s", "--", probe_arg(), "siginfo"]));
+    running.expect_stdout("probe ready");
+    // A plain process (-s): the sender's pid is then ours, not 0 as seen from a new namespace.
+    let init = running.init_pid();
+    let me = std::process::id();
+    let expected = |value| {
+        format!(
+            "probe got SIGRTMIN+1 code {} value {value} from {me}",
+            libc::SI_QUEUE
+        )
+    };
+    // One at a time: the first wait, then reads of the signalfd.
+    for value in 1..=3 {
+        sigqueue(init, rtmin(1), value);
+        assert_eq!(
+            running.expect_stdout("probe got SIGRTMIN+1 "),
+            expected(value)
+        );
+    }
+    // A backlog: a read of two, then rounds.
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        process_state(init).as_deref() == Some("T")
+    });
+    for value in 10..20 {
+        sigqueue(init, rtmin(1), value);
+    }
+    send(init, libc::SIGCONT);
+    for value in 10..20 {
+        assert_eq!(
+            running.expect_stdout("probe got SIGRTMIN+1 "),
+            expected(value)
+        );
+    }
+    running.close_stdin();
+    assert_eq!(running.finish().code(), 0);
 }
