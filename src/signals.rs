@@ -278,9 +278,17 @@ impl SignalState {
             }
         }
         let fd = if deadline.is_none() { self.fd() } else { None };
-        let (received, backlog) = match fd {
-            Some(fd) => {
-                let (first, second) = read_two(fd);
+        let read = fd.and_then(|fd| {
+            let read = read_two(fd);
+            if read.is_none() {
+                // The descriptor failed us: wait without it from now on.
+                self.release_descriptor();
+                self.fd.set(NO_FD);
+            }
+            read
+        });
+        let (received, backlog) = match read {
+            Some((first, second)) => {
                 self.held.set(second);
                 (first, second.is_some())
             }
@@ -450,7 +458,8 @@ fn take(sig: i32) -> Option<Received> {
 
 /// Blocks until at least one signal can be read from the signalfd `fd`, then takes a second
 /// one too if it is already pending. The system call returns as many as are ready, up to two.
-fn read_two(fd: i32) -> (Received, Option<Received>) {
+/// `None` if the read fails for another reason than a stop.
+fn read_two(fd: i32) -> Option<(Received, Option<Received>)> {
     // SAFETY: signalfd_siginfo is plain data.
     let mut infos: [libc::signalfd_siginfo; 2] = unsafe { std::mem::zeroed() };
     loop {
@@ -459,9 +468,12 @@ fn read_two(fd: i32) -> (Received, Option<Received>) {
         let count = usize::try_from(read).unwrap_or(0) / size_of::<libc::signalfd_siginfo>();
         if count > 0 {
             let second = (count > 1).then(|| Received::from_signalfd(&infos[1]));
-            return (Received::from_signalfd(&infos[0]), second);
+            return Some((Received::from_signalfd(&infos[0]), second));
         }
-        // EINTR: woken by a stop/continue. Read again.
+        // EINTR (woken by a stop/continue) reads again; anything else gives up on the fd.
+        if read >= 0 || Errno::last() != Errno::EINTR {
+            return None;
+        }
     }
 }
 
