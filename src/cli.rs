@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use lexopt::Arg::{Long, Short, Value};
 
+use crate::contain::Level as ContainLevel;
 use crate::exit_status::ExitRemap;
 use crate::log;
 use crate::signals::Sig;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Run this command (never empty) as the main child.
     Run(Vec<OsString>),
@@ -21,7 +22,7 @@ pub enum Mode {
     Pause,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
     pub subreaper: bool,
@@ -35,6 +36,8 @@ pub struct Config {
     /// `(received, forwarded)`; `None` drops the signal.
     pub rewrites: Vec<(Sig, Option<Sig>)>,
     pub delays: Vec<(Sig, Duration)>,
+    /// `--contain[=LEVEL]`: keep everything the command starts inside, and stop it at the end.
+    pub contain: Option<ContainLevel>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -132,6 +135,12 @@ pub fn parse(
                     .push(parse_value(&mut parser, &option, rewrite)?)
             }
             Long("delay") => flags.delays.push(parse_value(&mut parser, &option, delay)?),
+            Long("contain") => {
+                flags.contain = Some(match parser.optional_value() {
+                    None => ContainLevel::Auto,
+                    Some(value) => parse_text(value, &option, contain_level)?,
+                })
+            }
             Value(program) => {
                 command.push(program);
                 command.extend(parser.raw_args().map_err(from_lexopt)?);
@@ -155,6 +164,7 @@ struct Flags {
     drain_signal: Option<Sig>,
     rewrites: Vec<(Sig, Option<Sig>)>,
     delays: Vec<(Sig, Duration)>,
+    contain: Option<ContainLevel>,
 }
 
 impl Flags {
@@ -200,6 +210,10 @@ impl Flags {
             drain_signal: self.drain_signal.unwrap_or(Sig::TERM),
             rewrites: self.rewrites,
             delays: self.delays,
+            contain: match self.contain {
+                Some(level) => Some(level),
+                None => env_value(env, "FERRINIT_CONTAIN", contain_level)?,
+            },
         })
     }
 }
@@ -228,6 +242,14 @@ fn parse_value<T>(
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<T, UsageError> {
     let value = parser.value().map_err(from_lexopt)?;
+    parse_text(value, option, parse)
+}
+
+fn parse_text<T>(
+    value: OsString,
+    option: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, UsageError> {
     let bad = |reason: String| UsageError::BadValue {
         option: option.to_owned(),
         value: lossy(&value),
@@ -328,6 +350,10 @@ fn parent_death_signal(text: &str) -> Result<Sig, String> {
     ))
 }
 
+fn contain_level(text: &str) -> Result<ContainLevel, String> {
+    text.parse()
+}
+
 fn rewrite(text: &str) -> Result<(Sig, Option<Sig>), String> {
     let (from, to) = text
         .split_once(':')
@@ -403,6 +429,9 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
   -r, --rewrite FROM:TO      Forward FROM as TO; TO=0 drops it (repeatable)
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second
                              SIG during the wait goes through at once
+      --contain[=LEVEL]      Keep everything COMMAND starts inside, stop it all
+                             when COMMAND exits; LEVEL: auto (default), pidns,
+                             cgroup or subreaper (see README, Containment)
   -P, --pause                Run no command: reap, sleep, exit 0 on TERM/INT/HUP
   -w, --warn-on-reap         Warn whenever a process other than the child is reaped
   -v, --verbose              More logging on stderr (repeatable)
@@ -418,6 +447,7 @@ Environment:
   FERRINIT_KILL_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP like -g
   FERRINIT_VERBOSITY, TINI_VERBOSITY    0 errors, 1 warnings (default), 2, 3
   FERRINIT_GRACE_PERIOD                 like -t
+  FERRINIT_CONTAIN                      like --contain=LEVEL
 A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 

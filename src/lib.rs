@@ -2,7 +2,9 @@
 //!
 //! Read in run order: [`main`] → cli → signals → supervise (spawn, reap, drain) → exit_status.
 
+mod cgroup;
 mod cli;
+mod contain;
 mod delay;
 mod drain;
 mod environ;
@@ -13,6 +15,7 @@ mod reap;
 mod signals;
 mod spawn;
 mod supervise;
+mod sweep;
 mod tty;
 
 use exit_status::code;
@@ -37,7 +40,10 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
-    let code = supervise::run(&config, &environ, &signals);
+    let code = match config.contain {
+        Some(level) => contain::run(&config, &environ, &signals, level),
+        None => supervise::run(&config, &environ, &signals),
+    };
     // Straight out: nothing left to clean up is worth the instructions.
     std::process::exit(code.into())
 }

@@ -1,0 +1,419 @@
+//! `--contain`: whatever the command started is gone when ferrinit exits, at every level, as root
+//! and not, nested, in a container, and where nothing may be created (the fallback). Each case
+//! starts a marker (setsid, double-forked, ignoring TERM) and checks by pidfd that it is gone.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::Command;
+
+use ferrinit_testkit::containers::{Bundle, Runtime};
+use ferrinit_testkit::{
+    Running, TIMEOUT, as_process, children_of, clean_command, ferrinit, interactive_shell, is_root,
+    pidfd_open, probe, require, status_field,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn ferrinit_arg() -> &'static str {
+    ferrinit().to_str().expect("utf-8 path")
+}
+
+/// `setpriv` to uid and gid 65534, no groups: an unprivileged user.
+fn unprivileged(args: &[&str]) -> Command {
+    assert!(
+        ferrinit_testkit::have("setpriv"),
+        "setpriv is missing: install util-linux"
+    );
+    let mut all = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        ferrinit_arg(),
+    ];
+    all.extend_from_slice(args);
+    clean_command("setpriv", all)
+}
+
+/// The "no room" fixture: no user namespace, no PID namespace, no cgroup may be created.
+fn no_room(args: &[&str]) -> Command {
+    let mut all = vec!["no-room", ferrinit_arg()];
+    all.extend_from_slice(args);
+    clean_command(probe(), all)
+}
+
+/// The marker the probe started, pinned by a pidfd.
+struct Marker {
+    pid: i32,
+    pidfd: OwnedFd,
+    uid: u32,
+}
+
+impl Marker {
+    /// Reads the probe's `marker PID uid UID` line and finds that process among the descendants
+    /// of `root` (PID is as the marker's own namespace numbers it: the last of its NSpid).
+    fn find(running: &Running, root: i32) -> Marker {
+        let line = running.expect_stdout("marker ");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (inside, uid): (i32, u32) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+        let mut queue = vec![root];
+        while let Some(pid) = queue.pop() {
+            let nspid = status_field(pid, "NSpid").unwrap_or_default();
+            if nspid.split_whitespace().last() == Some(inside.to_string().as_str()) && pid != root {
+                let pidfd = pidfd_open(pid).expect("pidfd of the marker");
+                // Still the same process once pinned.
+                let again = status_field(pid, "NSpid").unwrap_or_default();
+                assert_eq!(again, nspid, "marker {pid} changed under us");
+                return Marker { pid, pidfd, uid };
+            }
+            queue.extend(children_of(pid));
+        }
+        panic!("no marker with pid {inside} below {root}");
+    }
+
+    fn is_gone(&self) -> bool {
+        self.exits_within(0)
+    }
+
+    fn exits_within(&self, ms: i32) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut poll, 1, ms) == 1 }
+    }
+}
+
+/// Runs `command` (a ferrinit --contain with `probe marker CODE`), lets the command exit, and
+/// checks the status and that the marker is gone. Returns stderr.
+fn marker_is_gone_and_status_comes_back(command: Command, code: i32) -> (Marker, Vec<String>) {
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    assert!(!marker.is_gone(), "the marker died too early");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), code, "stderr: {:?}", finished.stderr);
+    assert!(
+        marker.is_gone(),
+        "marker {} survived; stderr: {:?}",
+        marker.pid,
+        finished.stderr
+    );
+    (marker, finished.stderr)
+}
+
+fn reached(stderr: &[String], level: &str) -> bool {
+    stderr
+        .iter()
+        .any(|line| line.starts_with(&format!("ferrinit: contained: {level}")))
+}
+
+#[test]
+fn pidns_as_root_stops_everything_and_exits_with_the_status() {
+    assert!(is_root(), "this test runs as root");
+    let command = as_process(["-v", "--contain=pidns", "--", probe_arg(), "marker", "7"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 7);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
+    assert_eq!(marker.uid, 0);
+}
+
+#[test]
+fn pidns_without_root_runs_as_the_caller_in_a_user_namespace() {
+    let command = unprivileged(&["-v", "--contain=pidns", "--", probe_arg(), "marker", "8"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 8);
+    assert!(
+        reached(&stderr, "pidns, in a user namespace of its own"),
+        "{stderr:?}"
+    );
+    assert_eq!(marker.uid, 65534, "the command runs as the caller");
+}
+
+#[test]
+fn auto_reaches_pidns_here_and_is_quiet_by_default() {
+    let command = unprivileged(&["--contain", "--", probe_arg(), "marker", "0"]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 0);
+    assert_eq!(stderr, Vec::<String>::new(), "quiet by default");
+    let mut command = unprivileged(&["--", probe_arg(), "marker", "0"]);
+    command
+        .env("FERRINIT_CONTAIN", "auto")
+        .env("FERRINIT_VERBOSITY", "2");
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 0);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
+}
+
+#[test]
+fn a_signal_death_of_the_command_gives_128_plus_n() {
+    let finished = ferrinit_testkit::run(unprivileged(&[
+        "--contain",
+        "--",
+        probe_arg(),
+        "die",
+        &libc::SIGUSR2.to_string(),
+    ]));
+    assert_eq!(finished.code(), 128 + libc::SIGUSR2);
+}
+
+#[test]
+fn outer_sigkill_leaves_nothing_alive_inside() {
+    for command in [
+        as_process(["--contain=pidns", "--", probe_arg(), "marker", "0"]),
+        unprivileged(&["--contain=pidns", "--", probe_arg(), "marker", "0"]),
+    ] {
+        let running = Running::start(command);
+        let outer = running.init_pid();
+        let marker = Marker::find(&running, running.pid());
+        let command = children_of(outer)[0];
+        let command_pidfd = pidfd_open(command).expect("pidfd of the inner ferrinit");
+        // SAFETY: kill has no memory-safety preconditions; `outer` is our descendant.
+        assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
+        let ms = TIMEOUT.as_millis() as i32;
+        assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
+        let mut poll = libc::pollfd {
+            fd: command_pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut poll, 1, ms) }, 1, "inner survived");
+        assert_eq!(running.finish().code(), 128 + libc::SIGKILL);
+    }
+}
+
+#[test]
+fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
+    for command in [
+        as_process(["--contain", "--", probe_arg(), "signals"]),
+        unprivileged(&["--contain", "--", probe_arg(), "signals"]),
+    ] {
+        let mut running = Running::start(command);
+        running.expect_stdout("probe ready");
+        running.signal_init(libc::SIGUSR1);
+        running.expect_stdout("probe got SIGUSR1");
+        running.signal_init(libc::SIGTERM);
+        running.expect_stdout("probe got SIGTERM");
+        running.close_stdin();
+        assert_eq!(running.finish().code(), 0);
+    }
+}
+
+#[test]
+fn grace_period_inside_the_namespace_lets_a_straggler_finish_its_term_handler() {
+    let command = unprivileged(&[
+        "--contain=pidns",
+        "-t",
+        "30s",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "3",
+    ]);
+    let running = Running::start(command);
+    running.expect_stdout("straggler");
+    running.expect_stdout("straggler got SIGTERM");
+    assert_eq!(running.finish().code(), 3);
+}
+
+/// The cgroup v2 mount and ferrinit's (the test's) own cgroup in it.
+fn own_cgroup_dir() -> std::path::PathBuf {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("in a cgroup v2");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mountpoint = mountinfo
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount");
+    std::path::Path::new(mountpoint).join(own.trim_start_matches('/'))
+}
+
+#[test]
+fn cgroup_level_empties_and_removes_its_cgroup() {
+    assert!(is_root(), "this test runs as root");
+    let command = as_process(["-v", "--contain=cgroup", "--", probe_arg(), "marker", "9"]);
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    let leaf = format!("ferrinit-contain-{}", running.pid());
+    let in_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", marker.pid)).unwrap();
+    assert!(in_cgroup.contains(&leaf), "{in_cgroup}");
+    let dir = own_cgroup_dir().join(&leaf);
+    assert!(dir.is_dir(), "{dir:?}");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), 9, "{:?}", finished.stderr);
+    assert!(marker.is_gone(), "marker survived");
+    assert!(!dir.exists(), "{dir:?} was left behind");
+    assert!(reached(&finished.stderr, "cgroup"), "{:?}", finished.stderr);
+}
+
+#[test]
+fn cgroup_level_with_a_grace_period_drains_first() {
+    assert!(is_root(), "this test runs as root");
+    let command = as_process([
+        "--contain=cgroup",
+        "-t",
+        "30s",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "4",
+    ]);
+    let running = Running::start(command);
+    let leaf = own_cgroup_dir().join(format!("ferrinit-contain-{}", running.pid()));
+    running.expect_stdout("straggler got SIGTERM");
+    assert_eq!(running.finish().code(), 4);
+    assert!(!leaf.exists(), "{leaf:?} was left behind");
+}
+
+#[test]
+fn subreaper_level_sweeps_every_descendant() {
+    let command = unprivileged(&[
+        "-v",
+        "--contain=subreaper",
+        "--",
+        probe_arg(),
+        "marker",
+        "11",
+    ]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 11);
+    assert!(reached(&stderr, "subreaper"), "{stderr:?}");
+}
+
+#[test]
+fn where_nothing_may_be_created_auto_falls_back_to_subreaper_and_says_why() {
+    assert!(
+        is_root(),
+        "the fixture maps a user namespace from outside, as root"
+    );
+    let command = no_room(&["-v", "--contain", "--", probe_arg(), "marker", "12"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 12);
+    assert_eq!(marker.uid, 65534);
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
+    assert!(
+        line.contains("user.max_user_namespaces=0") && line.contains("Permission denied"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_named_level_that_cannot_be_had_says_why_and_exits_125() {
+    assert!(
+        is_root(),
+        "the fixture maps a user namespace from outside, as root"
+    );
+    for (level, why) in [
+        (
+            "pidns",
+            "user namespaces are disabled: user.max_user_namespaces=0",
+        ),
+        ("cgroup", "Permission denied"),
+    ] {
+        let finished = ferrinit_testkit::run(no_room(&[
+            &format!("--contain={level}"),
+            "--",
+            probe_arg(),
+            "exit",
+            "0",
+        ]));
+        assert_eq!(finished.code(), 125, "{level}: {:?}", finished.stderr);
+        assert_eq!(finished.stderr.len(), 1, "{:?}", finished.stderr);
+        assert!(finished.stderr[0].contains(why), "{:?}", finished.stderr);
+    }
+}
+
+#[test]
+fn contain_inside_contain_nests() {
+    for command in [
+        as_process([
+            "-v",
+            "--contain",
+            "--",
+            ferrinit_arg(),
+            "-v",
+            "--contain",
+            "--",
+            probe_arg(),
+            "marker",
+            "13",
+        ]),
+        unprivileged(&[
+            "-v",
+            "--contain",
+            "--",
+            ferrinit_arg(),
+            "-v",
+            "--contain",
+            "--",
+            probe_arg(),
+            "marker",
+            "13",
+        ]),
+    ] {
+        let (_, stderr) = marker_is_gone_and_status_comes_back(command, 13);
+        let levels = stderr
+            .iter()
+            .filter(|l| l.starts_with("ferrinit: contained: pidns"))
+            .count();
+        assert_eq!(levels, 2, "{stderr:?}");
+    }
+}
+
+#[test]
+fn contain_as_pid1_has_nothing_to_add_and_says_so() {
+    let command = ferrinit_testkit::as_pid1(["-v", "--contain", "--", probe_arg(), "marker", "14"]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 14);
+    assert!(
+        stderr.iter().any(|l| l.contains("already PID 1")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn contain_inside_a_runc_container() {
+    assert!(require("runc"), "runc is missing: install runc");
+    let bundle = Bundle::new(
+        "contain",
+        &[
+            "/ferrinit",
+            "-v",
+            "--contain",
+            "--",
+            "/probe",
+            "marker",
+            "15",
+        ],
+    );
+    let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 15);
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.starts_with("ferrinit: contained: ")),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_under_contain_on_a_terminal_gives_130() {
+    let mut shell = interactive_shell();
+    shell.type_text("\"$F\" --contain -- \"$P\" tty-read\n");
+    shell.expect("ready");
+    shell.type_text("\x03");
+    shell.expect("PROMPT> ");
+    shell.type_text("echo status=$?\n");
+    shell.expect("status=130");
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
