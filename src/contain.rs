@@ -91,6 +91,10 @@ pub enum ContainError {
     Clone(Errno),
     #[error("cannot write the uid and gid maps of the user namespace: {0}")]
     IdMap(#[source] std::io::Error),
+    #[error(
+        "root without CAP_SYS_ADMIN needs a user namespace, and mapping root into one needs CAP_SETFCAP"
+    )]
+    RootMapNeedsSetfcap,
     #[error("cannot {0} inside the new namespaces: {1}")]
     Inside(&'static str, Errno),
     #[error("the inner ferrinit died while starting")]
@@ -346,7 +350,14 @@ impl Outer {
             e
         };
         if namespaces & libc::CLONE_NEWUSER as u64 != 0 {
-            write_id_maps(inner).map_err(|e| abandon(ContainError::IdMap(e)))?;
+            write_id_maps(inner).map_err(|e| {
+                // SAFETY: geteuid cannot fail.
+                let root = unsafe { libc::geteuid() } == 0;
+                abandon(match e.raw_os_error() {
+                    Some(libc::EPERM) if root => ContainError::RootMapNeedsSetfcap,
+                    _ => ContainError::IdMap(e),
+                })
+            })?;
         }
         // Its own process group, so that a signal to our group does not reach it twice (once
         // from the sender, once relayed); and the terminal, if we had it.

@@ -3,6 +3,7 @@
 //! starts a marker (setsid, double-forked, ignoring TERM) and checks by pidfd that it is gone.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use ferrinit_testkit::containers::{Bundle, Runtime};
@@ -381,8 +382,10 @@ fn contain_as_pid1_has_nothing_to_add_and_says_so() {
     );
 }
 
+/// In a default runc container (no CAP_SYS_ADMIN, no CAP_SETFCAP, no cgroup v2 mounted inside),
+/// no namespace and no cgroup can be had: the fallback is reached, and each reason named.
 #[test]
-fn contain_inside_a_runc_container() {
+fn contain_inside_a_default_runc_container_falls_back_to_subreaper() {
     assert!(require("runc"), "runc is missing: install runc");
     let bundle = Bundle::new(
         "contain",
@@ -397,12 +400,39 @@ fn contain_inside_a_runc_container() {
         ],
     );
     let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 15);
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
     assert!(
-        stderr
-            .iter()
-            .any(|l| l.starts_with("ferrinit: contained: ")),
-        "{stderr:?}"
+        line.contains("CAP_SETFCAP") && line.contains("no cgroup v2 mount"),
+        "{line}"
     );
+}
+
+/// Granted CAP_SYS_ADMIN, the container's root makes a PID namespace and mounts its /proc.
+#[test]
+fn contain_inside_a_runc_container_with_cap_sys_admin_gets_a_pid_namespace() {
+    assert!(require("runc"), "runc is missing: install runc");
+    let bundle = Bundle::new(
+        "contain-admin",
+        &[
+            "/ferrinit",
+            "-v",
+            "--contain",
+            "--",
+            "/probe",
+            "marker",
+            "16",
+        ],
+    );
+    let config = bundle.dir.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(r#""CAP_KILL""#), "{text}");
+    let granted = text.replace(r#""CAP_KILL""#, r#""CAP_KILL","CAP_SYS_ADMIN""#);
+    std::fs::write(&config, granted).unwrap();
+    let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 16);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
 }
 
 #[test]
@@ -416,4 +446,63 @@ fn ctrl_c_under_contain_on_a_terminal_gives_130() {
     shell.expect("status=130");
     shell.type_text("exit\n");
     assert!(shell.finish().success());
+}
+
+/// `probe state` under `ARGS`, started with USR1 and TERM blocked, HUP and PIPE ignored, and
+/// descriptor 5 inherited: everything but the pid line.
+fn state_under(args: &[&str]) -> Vec<String> {
+    let mut command = as_process(args.iter().copied().chain([probe_arg(), "state"]));
+    // SAFETY: only async-signal-safe calls run in the forked child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::dup2(2, 5);
+            Ok(())
+        });
+    }
+    let finished = ferrinit_testkit::run(command);
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    finished
+        .stdout
+        .into_iter()
+        .filter(|line| !line.starts_with("pid "))
+        .collect()
+}
+
+#[test]
+fn the_command_gets_the_signal_state_and_descriptors_ferrinit_was_started_with() {
+    assert!(is_root(), "the cgroup level needs root here");
+    let plain = state_under(&["-s", "--"]);
+    assert!(plain.contains(&"fds 0 1 2 5".to_owned()), "{plain:?}");
+    for level in ["pidns", "cgroup", "subreaper"] {
+        let contained = state_under(&[&format!("--contain={level}"), "--"]);
+        assert_eq!(contained, plain, "--contain={level}");
+    }
+}
+
+#[test]
+fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() {
+    let running = Running::start(unprivileged(&["--contain", "--", probe_arg(), "wait"]));
+    running.expect_stdout("ready");
+    let outer = running.init_pid();
+    let inner = children_of(outer)[0];
+    for pid in [outer, inner] {
+        ferrinit_testkit::eventually("an idle wait without timeout", || {
+            ferrinit_testkit::waits_for_signals_without_timeout(pid)
+        });
+    }
+    let outer_fds = ferrinit_testkit::fds_of(outer);
+    assert_eq!(
+        outer_fds.len(),
+        5,
+        "stdio, its pidfd and the lifeline: {outer_fds:?}"
+    );
+    assert_eq!(ferrinit_testkit::fds_of(inner), [0, 1, 2]);
+    drop(running);
 }
