@@ -532,6 +532,36 @@ mod tests {
     }
 
     #[test]
+    fn contain_takes_an_optional_level_and_its_variable() {
+        assert_eq!(config(&["true"]).contain, None);
+        assert_eq!(
+            config(&["--contain", "true"]).contain,
+            Some(ContainLevel::Auto)
+        );
+        assert_eq!(
+            config(&["--contain=cgroup", "true"]).contain,
+            Some(ContainLevel::Cgroup)
+        );
+        let from_env = with_env(&[("FERRINIT_CONTAIN", "subreaper")], &["true"]);
+        assert!(
+            matches!(from_env, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Subreaper))
+        );
+        let flag_wins = with_env(
+            &[("FERRINIT_CONTAIN", "subreaper")],
+            &["--contain=pidns", "true"],
+        );
+        assert!(matches!(flag_wins, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Pidns)));
+        assert!(matches!(
+            error(&["--contain=all", "true"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            with_env(&[("FERRINIT_CONTAIN", "")], &["true"]),
+            Err(UsageError::BadEnv { .. })
+        ));
+    }
+
+    #[test]
     fn usage_errors_name_the_bad_input() {
         assert_eq!(error(&[]), UsageError::MissingCommand);
         assert_eq!(error(&["--"]), UsageError::MissingCommand);

@@ -347,6 +347,9 @@ impl Outer {
         let abandon = |e: ContainError| {
             send(&pidfd, Sig::KILL);
             let _ = nix::sys::wait::waitpid(inner, None);
+            if let Some(terminal) = &terminal {
+                terminal.take_back(inner);
+            }
             e
         };
         if namespaces & libc::CLONE_NEWUSER as u64 != 0 {
