@@ -506,3 +506,26 @@ fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() 
     assert_eq!(ferrinit_testkit::fds_of(inner), [0, 1, 2]);
     drop(running);
 }
+
+#[test]
+fn ps_inside_sees_only_the_commands_own_processes() {
+    assert!(
+        ferrinit_testkit::have("ps"),
+        "ps is missing: install procps"
+    );
+    let finished = ferrinit_testkit::run(unprivileged(&[
+        "--contain",
+        "--",
+        "ps",
+        "-e",
+        "-o",
+        "pid=,comm=",
+    ]));
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    let seen: Vec<Vec<String>> = finished
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(seen, [["1", "ferrinit"], ["2", "ps"]]);
+}
