@@ -301,6 +301,7 @@ impl Outer {
         let (lifeline_read, lifeline) = pipe()?;
         let (report_read, report_write) = pipe()?;
         let terminal = Terminal::foreground_at_start();
+        let outer = std::process::id();
         let mut pidfd: RawFd = -1;
         let mut args = CloneArgs {
             flags: namespaces | CLONE_PIDFD,
@@ -331,6 +332,7 @@ impl Outer {
             drop(lifeline);
             drop(report_read);
             inner_main(
+                outer,
                 lifeline_read,
                 report_write,
                 setup,
@@ -462,6 +464,7 @@ fn empty_and_remove(leaf: &mut Leaf, signals: &SignalState, reaper: &mut Reaper)
 /// The inner ferrinit: waits for the outer one's go, arranges to die with it, sets up the
 /// namespaces, reports, and runs as the command's init. Never returns.
 fn inner_main(
+    outer: u32,
     lifeline: OwnedFd,
     report: OwnedFd,
     setup: Setup,
@@ -511,7 +514,9 @@ fn inner_main(
         unsafe { libc::_exit(code::INTERNAL.into()) };
     }
     drop(report);
-    let status = supervise::run(config, environ, signals);
+    // Socket activation: descriptors meant for the outer ferrinit are the command's.
+    let moved = environ.moved_listen_pid(outer, std::process::id());
+    let status = supervise::run(config, moved.as_ref().unwrap_or(environ), signals);
     std::process::exit(status.into())
 }
 

@@ -529,3 +529,23 @@ fn ps_inside_sees_only_the_commands_own_processes() {
         .collect();
     assert_eq!(seen, [["1", "ferrinit"], ["2", "ps"]]);
 }
+
+#[test]
+fn socket_activation_for_ferrinit_reaches_the_command_inside() {
+    // `exec` keeps the shell's pid, so LISTEN_PID=$$ names the outer ferrinit.
+    let script = r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --contain -- "$1" state"#;
+    let command = clean_command("sh", ["-c", script, ferrinit_arg(), probe_arg()]);
+    let finished = ferrinit_testkit::run(command);
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    let pid = finished
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|l| l.split(' ').next())
+        .expect("a pid line")
+        .to_owned();
+    assert_eq!(pid, "2", "the command is PID 2 of the namespace");
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let expected = format!("env {}", hex(&format!("LISTEN_PID={pid}")));
+    assert!(finished.stdout.contains(&expected), "{:?}", finished.stdout);
+}
