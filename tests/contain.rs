@@ -438,12 +438,28 @@ fn contain_inside_a_runc_container_with_cap_sys_admin_gets_a_pid_namespace() {
 #[test]
 fn ctrl_c_under_contain_on_a_terminal_gives_130() {
     let mut shell = interactive_shell();
-    shell.type_text("\"$F\" --contain -- \"$P\" tty-read\n");
-    shell.expect("ready");
-    shell.type_text("\x03");
-    shell.expect("PROMPT> ");
-    shell.type_text("echo status=$?\n");
-    shell.expect("status=130");
+    for (prefix, level) in [
+        ("", "pidns"),
+        (
+            "setpriv --reuid=65534 --regid=65534 --clear-groups ",
+            "pidns",
+        ),
+        ("", "cgroup"),
+        ("", "subreaper"),
+    ] {
+        shell.type_text(&format!(
+            "{prefix}\"$F\" --contain={level} -- \"$P\" tty-read\n"
+        ));
+        shell.expect("ready");
+        shell.type_text("\x03");
+        shell.expect("PROMPT> ");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=130");
+        // The shell reads the terminal again: the foreground came back to it.
+        shell.type_text("read -r line; echo got=$line\n");
+        shell.type_text("still mine\n");
+        shell.expect("got=still mine");
+    }
     shell.type_text("exit\n");
     assert!(shell.finish().success());
 }
