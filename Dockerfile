@@ -10,13 +10,14 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# The workspace manifest names its members, so their manifests come along.
-COPY Cargo.toml Cargo.lock ./
+# The workspace manifest names its members, so their manifests come along; .cargo/config.toml
+# makes the release build static.
+COPY Cargo.toml Cargo.lock LICENSE ./
+COPY .cargo .cargo
 COPY src src
 COPY tests/testkit tests/testkit
 COPY bench bench
-RUN RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu -p ferrinit \
+RUN cargo build --release --locked -p ferrinit \
  && cp target/x86_64-unknown-linux-gnu/release/ferrinit /ferrinit
 
 FROM scratch

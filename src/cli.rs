@@ -43,8 +43,52 @@ pub struct Config {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     Run(Config),
-    /// Print this to stdout and exit 0 (help, version, licence).
+    /// Print this to stdout and exit 0 (help, licence).
     Print(String),
+    /// Print [`version`] for the name ferrinit was run as, and exit 0.
+    Version,
+}
+
+/// The name ferrinit was run as, which only `--version` heeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invocation {
+    Ferrinit,
+    /// As Docker's `docker-init`: dockerd runs `docker-init --version` for `docker info`.
+    DockerInit,
+}
+
+impl Invocation {
+    /// From `argv[0]`: its last path component decides.
+    pub fn from_program(argv0: &[u8]) -> Invocation {
+        match argv0.rsplit(|&b| b == b'/').next() {
+            Some(b"docker-init") => Invocation::DockerInit,
+            _ => Invocation::Ferrinit,
+        }
+    }
+}
+
+/// `--version`'s line. As `docker-init` it takes the form of tini's, "tini version X - git.Y",
+/// which dockerd parses for `docker info` and `docker version` (moby, daemon/info_unix.go,
+/// `parseInitVersion`): X shows as the init's version and Y as its commit, here "ferrinit".
+pub fn version(invocation: Invocation) -> String {
+    let number = env!("CARGO_PKG_VERSION");
+    match invocation {
+        Invocation::Ferrinit => format!("ferrinit {number}\n"),
+        Invocation::DockerInit => format!("tini version {number} - git.ferrinit\n"),
+    }
+}
+
+/// The name in `argv[0]`; ferrinit's own when there is none.
+///
+/// # Safety
+/// As for [`args_from_c`].
+pub unsafe fn invoked_as(argc: libc::c_int, argv: *const *const libc::c_char) -> Invocation {
+    // SAFETY: argv[0] is read only when argc says it exists; a caller may still pass NULL there.
+    if argc < 1 || unsafe { (*argv).is_null() } {
+        return Invocation::Ferrinit;
+    }
+    // SAFETY: the caller guarantees `argv[0]`, for argc >= 1, is a valid C string.
+    Invocation::from_program(unsafe { CStr::from_ptr(*argv) }.to_bytes())
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -103,12 +147,7 @@ pub fn parse(
         };
         match arg {
             Short('h') | Long("help") => return Ok(Action::Print(HELP.to_owned())),
-            Short('V') | Long("version") => {
-                return Ok(Action::Print(format!(
-                    "ferrinit {}\n",
-                    env!("CARGO_PKG_VERSION")
-                )));
-            }
+            Short('V') | Long("version") => return Ok(Action::Version),
             Short('l') | Long("license") => return Ok(Action::Print(LICENSE.to_owned())),
             Short('s') | Long("subreaper") => flags.subreaper = true,
             Short('g') | Long("process-group") => flags.process_group = true,
@@ -407,7 +446,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration '{text}' is too long"))
 }
 
-const LICENSE: &str = include_str!("license.txt");
+const LICENSE: &str = include_str!("../LICENSE");
 
 const HELP: &str = "\
 ferrinit: a tiny init for containers and PID namespaces.
@@ -559,6 +598,34 @@ mod tests {
             with_env(&[("FERRINIT_CONTAIN", "")], &["true"]),
             Err(UsageError::BadEnv { .. })
         ));
+    }
+
+    #[test]
+    fn the_version_line_depends_on_the_name_run_as() {
+        for argv0 in [
+            "ferrinit",
+            "/usr/bin/ferrinit",
+            "docker-init-not",
+            "",
+            "docker-init/x",
+        ] {
+            assert_eq!(
+                Invocation::from_program(argv0.as_bytes()),
+                Invocation::Ferrinit
+            );
+        }
+        for argv0 in ["docker-init", "/sbin/docker-init", "./docker-init"] {
+            assert_eq!(
+                Invocation::from_program(argv0.as_bytes()),
+                Invocation::DockerInit
+            );
+        }
+        let number = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            version(Invocation::Ferrinit),
+            format!("ferrinit {number}\n")
+        );
+        assert!(version(Invocation::DockerInit).starts_with(&format!("tini version {number} - ")));
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     let config = match cli::parse(args, |name| environ.get(name).map(ToOwned::to_owned)) {
         Ok(cli::Action::Run(config)) => config,
         Ok(cli::Action::Print(text)) => return print(&text),
+        Ok(cli::Action::Version) => {
+            // SAFETY: the caller passes the C runtime's argc and argv.
+            let invocation = unsafe { cli::invoked_as(argc, argv) };
+            return print(&cli::version(invocation));
+        }
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);

@@ -38,9 +38,6 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds (once per test binary; cargo makes later calls no-ops) the static release ferrinit
 /// and the probe. `FERRINIT_BIN` / `FERRINIT_PROBE` point the tests at prebuilt ones instead.
-/// How the shipped binary is built: static glibc, not position-independent (see README).
-pub const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C relocation-model=static";
-
 pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
@@ -65,15 +62,17 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
-/// The README's static build (the flags are those of the Dockerfile too), returning the
-/// executables cargo reports.
+/// The README's and the Dockerfile's plain `cargo build --release`, static by the repository's
+/// `.cargo/config.toml`, returning the executables cargo reports. RUSTFLAGS in the environment
+/// would replace the configured flags, so it is not passed on: the tests run the shipped build.
 pub fn build_static(packages: &[&str]) -> Vec<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace_root())
-        .env("RUSTFLAGS", STATIC_RUSTFLAGS)
-        .args(["build", "--release", "--target", "x86_64-unknown-linux-gnu"])
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .args(["build", "--release"])
         .args(["--bins", "--message-format=json-render-diagnostics"]);
     for package in packages {
         command.args(["-p", package]);
