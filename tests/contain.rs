@@ -184,11 +184,14 @@ fn outer_sigkill_leaves_nothing_alive_inside() {
 
 #[test]
 fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
+    // A marker first (its stdin at EOF, so that its starter exits at once), then the command.
+    let script = r#""$0" marker 0 </dev/null; exec "$0" signals"#;
     for command in [
-        as_process(["--contain", "--", probe_arg(), "signals"]),
-        unprivileged(&["--contain", "--", probe_arg(), "signals"]),
+        as_process(["--contain", "--", "sh", "-c", script, probe_arg()]),
+        unprivileged(&["--contain", "--", "sh", "-c", script, probe_arg()]),
     ] {
         let mut running = Running::start(command);
+        let marker = Marker::find(&running, running.pid());
         running.expect_stdout("probe ready");
         running.signal_init(libc::SIGUSR1);
         running.expect_stdout("probe got SIGUSR1");
@@ -196,6 +199,7 @@ fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
         running.expect_stdout("probe got SIGTERM");
         running.close_stdin();
         assert_eq!(running.finish().code(), 0);
+        assert!(marker.is_gone(), "marker {} survived", marker.pid);
     }
 }
 
