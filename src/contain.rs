@@ -28,6 +28,7 @@ use crate::cgroup::{CgroupError, Leaf};
 use crate::cli::Config;
 use crate::environ::Environ;
 use crate::exit_status::code;
+use crate::fds;
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Sig, SignalState};
@@ -405,7 +406,7 @@ impl Outer {
             keep.extend(leaf.raw_fds());
         }
         // The inner ferrinit and the command have their copies of what we inherited.
-        close_all_but(&keep);
+        fds::close_all_except(&keep);
         let _ = nix::unistd::chdir("/");
         let mut reaper = Reaper::new(Some(self.inner), config.warn_on_reap, false);
         let status = loop {
@@ -634,41 +635,6 @@ fn send(pidfd: &OwnedFd, sig: Sig) {
         match Errno::last() {
             Errno::ESRCH => debug!("the inner ferrinit is gone; {sig} not relayed"),
             e => warning!("could not relay {sig} to the inner ferrinit: {e}"),
-        }
-    }
-}
-
-/// Closes every descriptor from 3 up except `keep`.
-fn close_all_but(keep: &[RawFd]) {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter_map(|&fd| u32::try_from(fd).ok())
-        .collect();
-    keep.sort_unstable();
-    let mut from = 3u32;
-    for fd in keep.into_iter().filter(|&fd| fd >= 3) {
-        if fd > from {
-            close_range(from, fd - 1);
-        }
-        from = fd + 1;
-    }
-    close_range(from, u32::MAX);
-}
-
-fn close_range(first: u32, last: u32) {
-    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs.
-    let closed = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0;
-    if !closed {
-        // Kernels before 5.9: close what /proc lists.
-        let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|fd| (first..=last).contains(fd))
-            .collect();
-        for fd in open {
-            // SAFETY: as above; EBADF (the listing's own descriptor) is harmless.
-            unsafe { libc::close(fd as RawFd) };
         }
     }
 }

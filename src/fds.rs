@@ -1,6 +1,8 @@
 //! Descriptors: the ones ferrinit inherited go to the child and then leave ferrinit; the ones
 //! ferrinit opens itself are close-on-exec, so they never reach the child.
 
+use std::os::fd::RawFd;
+
 use nix::errno::Errno;
 
 /// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
@@ -30,21 +32,42 @@ pub fn reserve_closed_stdio() {
 /// ferrinit inherited (socket activation, a runtime's pipes), and ferrinit must not hold them
 /// open (a pipe's reader would never see end-of-file).
 pub fn close_inherited() {
-    // SAFETY: close_range has no memory-safety preconditions; ferrinit holds no descriptor of its
-    // own above 2 at this point.
-    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0;
+    close_all_except(&[]);
+}
+
+/// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
+/// still needs).
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.into_iter().filter(|&fd| fd >= 3) {
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    close_range(from, u32::MAX);
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0;
     if !closed {
         // Kernels before 5.9: close what /proc lists.
-        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
+            .filter(|fd| (first..=last).contains(fd))
             .collect();
         for fd in open {
             // SAFETY: closing a descriptor we do not use any more; EBADF (the listing's own
             // descriptor, already closed) is harmless.
-            unsafe { libc::close(fd) };
+            unsafe { libc::close(fd as RawFd) };
         }
     }
 }
