@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -40,6 +40,8 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the process that removes the cgroup should ferrinit die: {0}")]
+    Janitor(#[source] Errno),
     #[error("cannot remove cgroup {path}: {source}")]
     Remove {
         path: String,
@@ -128,8 +130,8 @@ impl Leaf {
     }
 
     /// SIGKILLs every member, even one forking at that moment.
-    pub fn kill(&mut self) -> Result<(), CgroupError> {
-        self.kill
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        (&self.kill)
             .write_all(b"1")
             .map_err(|source| CgroupError::Kill {
                 path: self.path.display().to_string(),
@@ -139,7 +141,7 @@ impl Leaf {
 
     /// Waits for `populated 0`, woken by the kernel's notification on `cgroup.events` (no timer
     /// while the deadline is far). Returns whether the cgroup is empty.
-    pub fn wait_empty(&mut self, deadline: Instant) -> bool {
+    pub fn wait_empty(&self, deadline: Instant) -> bool {
         loop {
             match self.populated() {
                 Some(false) => return true,
@@ -164,10 +166,11 @@ impl Leaf {
         }
     }
 
-    fn populated(&mut self) -> Option<bool> {
+    fn populated(&self) -> Option<bool> {
         let mut text = String::new();
-        self.events.rewind().ok()?;
-        self.events.read_to_string(&mut text).ok()?;
+        let mut events = &self.events;
+        events.rewind().ok()?;
+        events.read_to_string(&mut text).ok()?;
         populated(&text)
     }
 
@@ -178,6 +181,91 @@ impl Leaf {
         })?;
         self.removed = true;
         Ok(())
+    }
+}
+
+/// A process of its own that removes the leaf should ferrinit be SIGKILLed: it sleeps on a pipe
+/// whose write end only ferrinit holds, and a hang-up without the word "done" means ferrinit died.
+/// It is in a process group of its own, so that a signal to ferrinit's group spares it.
+pub struct Janitor {
+    pid: libc::pid_t,
+    done: Option<OwnedFd>,
+}
+
+impl Janitor {
+    /// The descriptor ferrinit must keep open.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        self.done.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Forks the janitor. ferrinit is single-threaded, so the fork may go on running Rust code
+    /// (it never execs).
+    pub fn start(leaf: &Leaf) -> Result<Janitor, CgroupError> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(CgroupError::Janitor(Errno::last()));
+        }
+        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+        let (watch, done) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: single-threaded; see above.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(CgroupError::Janitor(Errno::last()));
+        }
+        if pid == 0 {
+            drop(done);
+            leaf.clean_up_after_death(watch);
+        }
+        Ok(Janitor {
+            pid,
+            done: Some(done),
+        })
+    }
+}
+
+impl Drop for Janitor {
+    /// ferrinit is done with the leaf: the janitor leaves without touching it.
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            // SAFETY: writes one byte from valid memory.
+            unsafe { libc::write(done.as_raw_fd(), b"d".as_ptr().cast(), 1) };
+        }
+        // SAFETY: waits for our own child; a null status pointer is allowed.
+        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
+    }
+}
+
+impl Leaf {
+    /// The janitor's life. Never returns.
+    fn clean_up_after_death(&self, watch: OwnedFd) -> ! {
+        // SAFETY: setpgid and open/dup2 on our own descriptors have no memory preconditions.
+        unsafe {
+            libc::setpgid(0, 0);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            for fd in 0..=2 {
+                libc::dup2(null, fd);
+            }
+        }
+        let mut keep = self.raw_fds().to_vec();
+        keep.push(watch.as_raw_fd());
+        crate::fds::close_all_except(&keep);
+        let mut word = [0u8];
+        let died = loop {
+            // SAFETY: reads one byte into valid memory.
+            match unsafe { libc::read(watch.as_raw_fd(), word.as_mut_ptr().cast(), 1) } {
+                1 => break false,
+                -1 if Errno::last() == Errno::EINTR => {}
+                _ => break true,
+            }
+        };
+        if died {
+            let _ = self.kill();
+            self.wait_empty(Instant::now() + std::time::Duration::from_secs(5));
+            let _ = std::fs::remove_dir(&self.path);
+        }
+        // SAFETY: _exit has no preconditions; nothing of ours needs flushing.
+        unsafe { libc::_exit(0) }
     }
 }
 

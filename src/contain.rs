@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
-use crate::cgroup::{CgroupError, Leaf};
+use crate::cgroup::{CgroupError, Janitor, Leaf};
 use crate::cli::Config;
 use crate::environ::Environ;
 use crate::exit_status::code;
@@ -244,6 +244,7 @@ struct Outer {
     _lifeline: OwnedFd,
     terminal: Option<Terminal>,
     leaf: Option<Leaf>,
+    janitor: Option<Janitor>,
 }
 
 impl Outer {
@@ -270,6 +271,9 @@ impl Outer {
         signals: &SignalState,
     ) -> Result<Outer, ContainError> {
         let leaf = Leaf::create()?;
+        // Before the inner ferrinit exists, so that no moment is left in which our death would
+        // leave the cgroup behind.
+        let janitor = Janitor::start(&leaf)?;
         // Orphans of the cgroup come to the outer ferrinit once the inner one is gone, so that
         // it can reap them before removing the cgroup.
         nix::sys::prctl::set_child_subreaper(true).map_err(ContainError::Subreaper)?;
@@ -287,6 +291,7 @@ impl Outer {
             })?;
         outer.how = format!("cgroup {}", leaf.path().display());
         outer.leaf = Some(leaf);
+        outer.janitor = Some(janitor);
         Ok(outer)
     }
 
@@ -396,6 +401,7 @@ impl Outer {
             _lifeline: lifeline,
             terminal,
             leaf: None,
+            janitor: None,
         })
     }
 
@@ -405,6 +411,7 @@ impl Outer {
         if let Some(leaf) = &self.leaf {
             keep.extend(leaf.raw_fds());
         }
+        keep.extend(self.janitor.as_ref().and_then(Janitor::raw_fd));
         // The inner ferrinit and the command have their copies of what we inherited.
         fds::close_all_except(&keep);
         let _ = nix::unistd::chdir("/");
@@ -425,6 +432,7 @@ impl Outer {
         if let Some(leaf) = &mut self.leaf {
             empty_and_remove(leaf, signals, &mut reaper);
         }
+        drop(self.janitor.take());
         if let Some(terminal) = &self.terminal {
             terminal.take_back(self.inner);
         }

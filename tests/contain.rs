@@ -569,3 +569,43 @@ fn socket_activation_for_ferrinit_reaches_the_command_inside() {
     let expected = format!("env {}", hex(&format!("LISTEN_PID={pid}")));
     assert!(finished.stdout.contains(&expected), "{:?}", finished.stdout);
 }
+
+#[test]
+fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
+    assert!(is_root(), "this test runs as root");
+    let running = Running::start(as_process([
+        "--contain=cgroup",
+        "--",
+        probe_arg(),
+        "marker",
+        "0",
+    ]));
+    let outer = running.pid();
+    let marker = Marker::find(&running, outer);
+    let leaf = format!("ferrinit-contain-{outer}");
+    let dir = own_cgroup_dir().join(&leaf);
+    assert!(dir.is_dir(), "{dir:?}");
+    // The janitor: the outer ferrinit's child that is not in the leaf.
+    let janitor = children_of(outer)
+        .into_iter()
+        .find(|pid| {
+            !std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .unwrap_or_default()
+                .contains(&leaf)
+        })
+        .expect("a janitor outside the leaf");
+    let janitor_pidfd = pidfd_open(janitor).expect("pidfd of the janitor");
+    // SAFETY: kill has no memory-safety preconditions; `outer` is our child.
+    assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
+    let ms = TIMEOUT.as_millis() as i32;
+    assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
+    let mut poll = libc::pollfd {
+        fd: janitor_pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut poll, 1, ms) }, 1, "janitor stayed");
+    assert!(!dir.exists(), "{dir:?} was left behind");
+    assert_eq!(running.finish().code(), 128 + libc::SIGKILL);
+}
