@@ -3,7 +3,8 @@
 //! - `pidns`: a new PID namespace (with a mount namespace and a fresh /proc, and a user namespace
 //!   when ferrinit lacks the privilege). Inside, a fork of ferrinit is PID 1 and does all it does
 //!   today; when it exits, the kernel kills everything left in the namespace.
-//! - `cgroup`: a leaf cgroup v2 below ferrinit's own; at the end `cgroup.kill` empties it.
+//! - `cgroup`: a leaf cgroup v2 below ferrinit's own; at the end `cgroup.kill` empties it (and
+//!   a janitor process does the same should ferrinit be SIGKILLed).
 //! - `subreaper`: ferrinit is a child subreaper and sweeps its descendants at the end.
 //! - `auto`: the first of those that can be had.
 //!
