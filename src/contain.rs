@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 use crate::cgroup::{CgroupError, Janitor, Leaf};
 use crate::cli::Config;
 use crate::environ::Environ;
-use crate::exit_status::code;
+use crate::exit_status::{ChildStatus, code};
 use crate::fds;
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
@@ -416,13 +416,15 @@ impl Outer {
         // The inner ferrinit and the command have their copies of what we inherited.
         fds::close_all_except(&keep);
         let _ = nix::unistd::chdir("/");
-        let mut reaper = Reaper::new(Some(self.inner), config.warn_on_reap, false);
+        // For the cgroup's orphans, which come to us once the inner ferrinit is gone.
+        let mut reaper = Reaper::new(None, config.warn_on_reap, false);
         let status = loop {
             let Some(received) = signals.next(None) else {
                 continue;
             };
             if received.sig == Sig::CHLD {
-                if let Some(status) = reaper.reap_ready().main_exited {
+                if let Some(status) = self.inner_exit() {
+                    debug!("the inner ferrinit {status}");
                     break status;
                 }
                 continue;
@@ -438,6 +440,23 @@ impl Outer {
             terminal.take_back(self.inner);
         }
         status.shell_code()
+    }
+}
+
+impl Outer {
+    fn inner_exit(&self) -> Option<ChildStatus> {
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is valid writable storage; the inner ferrinit is our child.
+            let pid = unsafe { libc::waitpid(self.inner.as_raw(), &mut status, libc::WNOHANG) };
+            match pid {
+                -1 if Errno::last() == Errno::EINTR => continue,
+                // Nothing else reaps it; should it be gone all the same, its status is lost.
+                -1 => return Some(ChildStatus::Exited(code::INTERNAL)),
+                p if p == self.inner.as_raw() => return ChildStatus::from_wait_status(status),
+                _ => return None,
+            }
+        }
     }
 }
 
