@@ -1,11 +1,11 @@
 //! The shipped binary: static, built the same way by the README, the Dockerfile and the tests,
 //! and as big as the README says.
 
-use ferrinit_testkit::{STATIC_RUSTFLAGS, ferrinit, workspace_root};
+use ferrinit_testkit::{STATIC_RUSTFLAGS, ferrinit, tool, workspace_root};
 
 #[test]
 fn the_shipped_binary_is_statically_linked() {
-    let file = std::process::Command::new("file")
+    let file = std::process::Command::new(tool("file"))
         .arg(ferrinit())
         .output()
         .expect("file(1)");
