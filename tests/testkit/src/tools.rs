@@ -26,6 +26,7 @@ pub fn debian_package(tool: &str) -> &str {
 
 /// The path of `tool`, which the test cannot do without: a missing one fails the test, naming
 /// its package. For tools too basic to opt out of (unshare, busybox, tar).
+#[track_caller]
 pub fn tool(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| panic!("{}", missing(name)))
 }
@@ -33,6 +34,7 @@ pub fn tool(name: &str) -> PathBuf {
 /// Whether the test may use `tool`: true when it is installed. A missing tool fails the test,
 /// naming its package, unless `FERRINIT_TEST_SKIP` names it: then the skip is recorded and the
 /// test returns early.
+#[track_caller]
 pub fn require(tool: &str) -> bool {
     if which(tool).is_some() {
         return true;
@@ -49,6 +51,7 @@ pub fn require(tool: &str) -> bool {
 
 /// Whether the test may run as root, which it needs: without root it fails, unless
 /// `FERRINIT_TEST_SKIP` names `root`.
+#[track_caller]
 pub fn require_root(why: &str) -> bool {
     if is_root() {
         return true;
