@@ -6,7 +6,9 @@
 use std::process::Command;
 
 use ferrinit_testkit::containers::{Bundle, Runtime, images};
-use ferrinit_testkit::{Running, clean_command, ferrinit, probe, require, require_root, run};
+use ferrinit_testkit::{
+    Running, clean_command, ferrinit, probe, require, require_root, run, stall_timeout,
+};
 
 /// Runtimes need root here (no rootless setup on these machines), and the tool itself. The
 /// images for every runtime but bwrap are built by podman, whose configuration here runs runc.
@@ -214,9 +216,17 @@ fn stop_code(through_ferrinit: bool, name: &str) -> i32 {
         podman.args(["--entrypoint", "/bin/sh", &images.test, "-c", "sleep 1000"]);
     }
     assert!(run(podman).status.success());
+    // Through ferrinit the container ends as soon as the TERM arrives, so its timeout may be as
+    // long as a stall: only a TERM that never arrives lets podman's SIGKILL win. The shell alone
+    // never ends on TERM, so 2 s only makes that case quick.
+    let timeout = if through_ferrinit {
+        stall_timeout().as_secs()
+    } else {
+        2
+    };
     let stop = images
         .podman()
-        .args(["stop", "--time", "2", name])
+        .args(["stop", "--time", &timeout.to_string(), name])
         .output()
         .unwrap();
     assert!(stop.status.success(), "{}", output_text(&stop));
