@@ -216,6 +216,9 @@ pub fn clean_start(command: &mut Command) {
 /// A `Command` whose stdout and stderr come back as lines; every wait ends at a stall.
 pub struct Running {
     child: Child,
+    /// Set once `finish` has reaped the child: its pid, and so its group's id, may then already
+    /// name another test's processes.
+    reaped: bool,
     stdin: Option<ChildStdin>,
     stdout: Lines,
     stderr: Lines,
@@ -258,6 +261,7 @@ impl Running {
         Running {
             stdin: child.stdin.take(),
             child,
+            reaped: false,
             stdout,
             stderr,
         }
@@ -334,6 +338,7 @@ impl Running {
                 self.stderr.summary()
             )
         });
+        self.reaped = true;
         self.stdin = None;
         Finished {
             status,
@@ -345,9 +350,12 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // Leave nothing behind when a test fails half-way: the whole group goes.
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        // Leave nothing behind when a test fails half-way: the whole group goes. Only while the
+        // child is unreaped: its pid holds the group's id for us until then.
+        if !self.reaped {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 }
@@ -618,6 +626,8 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// matched as a stream, like expect(1) does, since prompts end without a newline.
 pub struct OnTerminal {
     child: Child,
+    /// As in [`Running`]: once reaped, the child's pid may name someone else's group.
+    reaped: bool,
     master: std::fs::File,
     screen: Arc<(Mutex<Screen>, std::sync::Condvar)>,
 }
@@ -672,6 +682,7 @@ impl OnTerminal {
         });
         OnTerminal {
             child,
+            reaped: false,
             master,
             screen,
         }
@@ -713,20 +724,24 @@ impl OnTerminal {
 
     pub fn finish(mut self) -> ExitStatus {
         let stall = stall_timeout();
-        wait_timeout(&mut self.child, stall).unwrap_or_else(|| {
+        let status = wait_timeout(&mut self.child, stall).unwrap_or_else(|| {
             let screen = self.screen.0.lock().expect("lock");
             panic!(
                 "no exit within {stall:?}; terminal shows {:?}",
                 tail(&screen.text)
             )
-        })
+        });
+        self.reaped = true;
+        status
     }
 }
 
 impl Drop for OnTerminal {
     fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; the session leader leads its group.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        if !self.reaped {
+            // SAFETY: kill has no memory-safety preconditions; the session leader leads its group.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 }
