@@ -25,7 +25,8 @@ usage: probe MODE [ARGS]
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
   wave N [BURSTS]      BURSTS times (default 1), make N orphans that exit at once, as fast as
-                       possible; then 'wave-done N' and wait for stdin EOF
+                       possible, saying 'wave-progress M' after every 1000th; then 'wave-done N'
+                       and wait for stdin EOF
   straggler MODE [CODE]
                        fork a grandchild in its own group that outlives us, print 'straggler PID
                        ready', then exit with CODE at once (or 0 at stdin EOF). MODE 'term': it
@@ -330,9 +331,10 @@ fn orphans(count: usize) -> i32 {
     wait_for_eof()
 }
 
-/// N orphans that exit immediately, as fast as fork allows (load for the reaper).
+/// N orphans that exit immediately, as fast as fork allows (load for the reaper). The progress
+/// lines let a test tell a slow machine from a stuck one.
 fn wave(count: usize, bursts: usize) -> i32 {
-    for _ in 0..count * bursts {
+    for made in 1..=count * bursts {
         // SAFETY: both children only call _exit/fork.
         match unsafe { libc::fork() } {
             0 => unsafe {
@@ -348,6 +350,9 @@ fn wave(count: usize, bursts: usize) -> i32 {
                 // SAFETY: waiting for our own child.
                 unsafe { libc::waitpid(child, &mut status, 0) };
             }
+        }
+        if made % 1000 == 0 {
+            say(&format!("wave-progress {made}"));
         }
     }
     say(&format!("wave-done {count}"));
