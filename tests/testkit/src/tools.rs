@@ -18,6 +18,9 @@ pub fn debian_package(tool: &str) -> &str {
         "busybox" => "busybox-static",
         "ps" => "procps",
         "newuidmap" | "newgidmap" => "uidmap",
+        "groff" => "groff-base",
+        "man" => "man-db",
+        "dpkg" | "dpkg-deb" => "dpkg",
         // runc, crun, podman, buildah, valgrind, dumb-init, catatonit, stress-ng, file, tar,
         // bash: the package has the tool's name.
         other => other,
@@ -66,6 +69,10 @@ pub fn require_root(why: &str) -> bool {
 }
 
 fn missing(tool: &str) -> String {
+    // Not a Debian package: cargo's own subcommand, from crates.io.
+    if tool == "cargo-deb" {
+        return "cargo-deb is missing: cargo install cargo-deb --locked".into();
+    }
     format!(
         "{tool} is missing: apt-get install {}",
         debian_package(tool)
