@@ -140,7 +140,13 @@ const TINI: usize = 1;
 fn measure(bench: &Bench, out: &std::path::Path, chart_file: &std::path::Path) -> String {
     let names: Vec<&str> = bench.inits.iter().map(|init| init.name).collect();
     let floor = names.len() - 2;
-    let step = |name: &str| eprintln!("ferrinit-bench: {name} ...");
+    let started = std::time::Instant::now();
+    let step = |name: &str| {
+        eprintln!(
+            "ferrinit-bench: [{:5.1} s] {name} ...",
+            started.elapsed().as_secs_f64()
+        )
+    };
     step("1/9 binary size");
     let (size, kinds) = bench.sizes();
     step("2-3/9 idle cost and memory");
@@ -165,6 +171,7 @@ fn measure(bench: &Bench, out: &std::path::Path, chart_file: &std::path::Path) -
     let shutdown = bench.shutdown();
     step("9/9 fairness");
     let fairness = bench.fairness();
+    step("done; writing the report");
     startup.extend(startup_syscalls.iter().cloned());
 
     let headline: Vec<(Row, Option<Goal>)> = vec![
@@ -316,7 +323,7 @@ fn measure(bench: &Bench, out: &std::path::Path, chart_file: &std::path::Path) -
         ),
         (
             "7. Signal storms",
-            format!("Signals sent round-robin as fast as pidfd_send_signal goes while the child counts them in its handlers; drained means nothing pending at the init or the child. The 41-signal mix is ten standard signals (HUP INT QUIT USR1 USR2 ALRM TERM WINCH URG PWR) and every real-time one; the two-signal mix is SIGUSR1 and SIGRTMIN+1. Standard signals coalesce, so fewer arrive than are sent; real-time ones queue, up to RLIMIT_SIGPENDING for the storm's own uid (a refused send is counted). CPU is the init's (schedstat), without perf. The system-call rows come from a separate storm of {} signals with perf attached to the init: all its system calls over its forwarding calls (kill, tgkill, pidfd_send_signal, ...).", bench.sizes.counted_storm_signals),
+            format!("Signals sent round-robin as fast as pidfd_send_signal goes while the child counts them in its handlers; drained means nothing pending at the init or the child. The 41-signal mix is ten standard signals (HUP INT QUIT USR1 USR2 ALRM TERM WINCH URG PWR) and every real-time one; the two-signal mix is SIGUSR1 and SIGRTMIN+1. Standard signals coalesce, so fewer arrive than are sent; real-time ones queue, up to RLIMIT_SIGPENDING for the storm's own uid (a refused send is counted). CPU is the init's (schedstat), without perf. Storm CPU depends on how the sender and the init interleave (one wake-up per signal, or many signals found pending at once: the context-switch rows show which), so it swings between rounds; the min–max says how far. The system-call rows come from a separate storm of {} signals with perf attached to the init: all its system calls over its forwarding calls (kill, tgkill, pidfd_send_signal, ...).", bench.sizes.counted_storm_signals),
             storm_many.iter().chain(&counted_many).chain(&storm_two).chain(&counted_two).cloned().collect(),
         ),
         (

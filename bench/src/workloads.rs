@@ -44,7 +44,7 @@ impl Sizes {
         name: "default",
         idle: Duration::from_secs(3),
         idle_rounds: 1,
-        startup_runs: 200,
+        startup_runs: 160,
         startup_blocks: 4,
         count_repeats: 2,
         orphans: 5_000,
@@ -58,7 +58,7 @@ impl Sizes {
         fairness_rounds: 2,
         tree: 20,
         shutdown_rounds: 1,
-        stop_timeout: Duration::from_secs(3),
+        stop_timeout: Duration::from_secs(2),
     };
 
     pub const FULL: Sizes = Sizes {
