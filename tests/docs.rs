@@ -58,7 +58,7 @@ fn the_headline_quotes_ratios_and_goals_not_absolute_times() {
 }
 
 #[test]
-fn the_benchmarks_were_a_full_run_with_every_init() {
+fn the_benchmarks_come_from_a_real_run_with_every_init() {
     let benchmarks = read("BENCHMARKS.md");
     assert!(
         !benchmarks.contains("--smoke"),
