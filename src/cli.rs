@@ -2,22 +2,100 @@
 //!
 //! Options come before the command, as with tini, but parsing stops at the first argument that is
 //! not an option (or after `--`): everything from the command on belongs to the command.
+//!
+//! Nothing of argv is copied: options are read in place, and the command stays where the C
+//! runtime put it, to be handed to execve as it is. Under a tight address-space limit a long
+//! command line may be most of what ferrinit is allowed, so a copy could cost the child its start.
 
-use std::ffi::{CStr, OsString};
-use std::os::unix::ffi::OsStringExt;
+use std::ffi::{CStr, OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
-
-use lexopt::Arg::{Long, Short, Value};
 
 use crate::contain::Level as ContainLevel;
 use crate::exit_status::ExitRemap;
 use crate::log;
 use crate::signals::Sig;
 
+/// The C runtime's `argv`, borrowed in place for the whole process.
+#[derive(Clone, Copy)]
+pub struct Argv {
+    ptr: *mut *const libc::c_char,
+    argc: usize,
+}
+
+impl Argv {
+    /// # Safety
+    /// `argv` must hold `argc` valid C strings followed by a null pointer, as the C runtime
+    /// passes them to `main`, and stay unchanged for the rest of the process (a forked child may
+    /// change its own copy).
+    pub unsafe fn from_c(argc: libc::c_int, argv: *const *const libc::c_char) -> Argv {
+        Argv {
+            ptr: argv.cast_mut(),
+            argc: usize::try_from(argc).unwrap_or(0),
+        }
+    }
+
+    /// `argv[i]`, for `i < argc`.
+    fn arg(self, i: usize) -> &'static CStr {
+        debug_assert!(i < self.argc);
+        // SAFETY: `from_c`'s contract: `argv[i]` for `i < argc` is a valid C string that lives as
+        // long as the process.
+        unsafe { CStr::from_ptr(*self.ptr.add(i)) }
+    }
+}
+
+/// The command to run: `argv[start..]`, at least one argument, still in place. `argv[argc]` is
+/// null, so [`Command::argv`] is already the array execve takes; and `argv[start - 1]` exists
+/// (`start` is at least 1), which lets a forked child turn the array into `/bin/sh FILE ARG...`
+/// without allocating.
+#[derive(Clone, Copy)]
+pub struct Command {
+    argv: Argv,
+    start: usize,
+}
+
+impl Command {
+    pub fn program(&self) -> &'static CStr {
+        self.argv.arg(self.start)
+    }
+
+    /// The arguments, program first.
+    pub fn args(&self) -> impl Iterator<Item = &'static CStr> + use<> {
+        let argv = self.argv;
+        (self.start..argv.argc).map(move |i| argv.arg(i))
+    }
+
+    /// `&argv[start]`: the null-terminated argument vector, preceded by one more slot of argv.
+    pub fn argv(&self) -> *mut *const libc::c_char {
+        // SAFETY: start <= argc, within the array (whose last entry is the null pointer).
+        unsafe { self.argv.ptr.add(self.start) }
+    }
+
+    /// The program's name for messages.
+    pub fn name(&self) -> String {
+        self.program().to_string_lossy().into_owned()
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.args()).finish()
+    }
+}
+
+impl PartialEq for Command {
+    fn eq(&self, other: &Command) -> bool {
+        self.args().eq(other.args())
+    }
+}
+
+impl Eq for Command {}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Run this command (never empty) as the main child.
-    Run(Vec<OsString>),
+    /// Run this command as the main child.
+    Run(Command),
     /// No child: sleep as a pod's PID 1 and reap whatever is re-parented to us.
     Pause,
 }
@@ -43,15 +121,14 @@ pub struct Config {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
     Run(Config),
-    /// Print this to stdout and exit 0 (help, licence).
+    /// Print this to stdout and exit 0 (help, version, licence).
     Print(String),
-    /// Print [`version`] for the name ferrinit was run as, and exit 0.
-    Version,
 }
 
 /// The name ferrinit was run as, which only `--version` heeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Invocation {
+    #[default]
     Ferrinit,
     /// As Docker's `docker-init`: dockerd runs `docker-init --version` for `docker info`.
     DockerInit,
@@ -76,19 +153,6 @@ pub fn version(invocation: Invocation) -> String {
         Invocation::Ferrinit => format!("ferrinit {number}\n"),
         Invocation::DockerInit => format!("tini version {number} - git.ferrinit\n"),
     }
-}
-
-/// The name in `argv[0]`; ferrinit's own when there is none.
-///
-/// # Safety
-/// As for [`args_from_c`].
-pub unsafe fn invoked_as(argc: libc::c_int, argv: *const *const libc::c_char) -> Invocation {
-    // SAFETY: argv[0] is read only when argc says it exists; a caller may still pass NULL there.
-    if argc < 1 || unsafe { (*argv).is_null() } {
-        return Invocation::Ferrinit;
-    }
-    // SAFETY: the caller guarantees `argv[0]`, for argc >= 1, is a valid C string.
-    Invocation::from_program(unsafe { CStr::from_ptr(*argv) }.to_bytes())
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -117,81 +181,172 @@ pub enum UsageError {
     },
 }
 
-/// Collects `argv` byte for byte, skipping `argv[0]`.
-///
-/// # Safety
-/// `argv` must point to `argc` valid NUL-terminated strings, as the C runtime passes to `main`.
-pub unsafe fn args_from_c(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<OsString> {
-    let count = usize::try_from(argc).unwrap_or(0);
-    (1..count)
-        .map(|i| {
-            // SAFETY: the caller guarantees `argv[i]` for `i < argc` is a valid C string.
-            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
-            OsString::from_vec(arg.to_bytes().to_vec())
-        })
-        .collect()
+/// Every option, by what it does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Help,
+    Version,
+    License,
+    Subreaper,
+    ProcessGroup,
+    WarnOnReap,
+    Verbose,
+    Pause,
+    Pdeathsig,
+    RemapExit,
+    GracePeriod,
+    DrainSignal,
+    Rewrite,
+    Delay,
+    Contain,
 }
 
-pub fn parse(
-    args: Vec<OsString>,
-    env: impl Fn(&str) -> Option<OsString>,
-) -> Result<Action, UsageError> {
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut flags = Flags::default();
-    let mut command = Vec::new();
-    while let Some(arg) = parser.next().map_err(from_lexopt)? {
-        let option = match &arg {
-            Short(c) => format!("-{c}"),
-            Long(l) => format!("--{l}"),
-            Value(_) => String::new(),
-        };
-        match arg {
-            Short('h') | Long("help") => return Ok(Action::Print(HELP.to_owned())),
-            Short('V') | Long("version") => return Ok(Action::Version),
-            Short('l') | Long("license") => return Ok(Action::Print(LICENSE.to_owned())),
-            Short('s') | Long("subreaper") => flags.subreaper = true,
-            Short('g') | Long("process-group") => flags.process_group = true,
-            Short('w') | Long("warn-on-reap") => flags.warn_on_reap = true,
-            Short('v') | Long("verbose") => flags.verbose = flags.verbose.saturating_add(1),
-            Short('P') | Long("pause") => flags.pause = true,
-            Short('p') | Long("pdeathsig") => {
-                flags.pdeathsig = Some(parse_value(&mut parser, &option, parent_death_signal)?)
+impl Opt {
+    fn short(c: u8) -> Option<Opt> {
+        Some(match c {
+            b'h' => Opt::Help,
+            b'V' => Opt::Version,
+            b'l' => Opt::License,
+            b's' => Opt::Subreaper,
+            b'g' => Opt::ProcessGroup,
+            b'w' => Opt::WarnOnReap,
+            b'v' => Opt::Verbose,
+            b'P' => Opt::Pause,
+            b'p' => Opt::Pdeathsig,
+            b'e' => Opt::RemapExit,
+            b't' => Opt::GracePeriod,
+            b'r' => Opt::Rewrite,
+            _ => return None,
+        })
+    }
+
+    fn long(name: &[u8]) -> Option<Opt> {
+        Some(match name {
+            b"help" => Opt::Help,
+            b"version" => Opt::Version,
+            b"license" => Opt::License,
+            b"subreaper" => Opt::Subreaper,
+            b"process-group" => Opt::ProcessGroup,
+            b"warn-on-reap" => Opt::WarnOnReap,
+            b"verbose" => Opt::Verbose,
+            b"pause" => Opt::Pause,
+            b"pdeathsig" => Opt::Pdeathsig,
+            b"remap-exit" => Opt::RemapExit,
+            b"grace-period" => Opt::GracePeriod,
+            b"drain-signal" => Opt::DrainSignal,
+            b"rewrite" => Opt::Rewrite,
+            b"delay" => Opt::Delay,
+            b"contain" => Opt::Contain,
+            _ => return None,
+        })
+    }
+
+    fn takes_value(self) -> bool {
+        matches!(
+            self,
+            Opt::Pdeathsig
+                | Opt::RemapExit
+                | Opt::GracePeriod
+                | Opt::DrainSignal
+                | Opt::Rewrite
+                | Opt::Delay
+        )
+    }
+
+    /// `--contain` or `--contain=LEVEL`: a value only when attached.
+    fn takes_attached_value(self) -> bool {
+        self == Opt::Contain
+    }
+}
+
+/// Reads the options of `argv` in place, up to the command.
+pub fn parse(argv: Argv, env: impl Fn(&str) -> Option<OsString>) -> Result<Action, UsageError> {
+    let mut flags = Flags {
+        invocation: match argv.argc {
+            0 => Invocation::Ferrinit,
+            _ => Invocation::from_program(argv.arg(0).to_bytes()),
+        },
+        ..Flags::default()
+    };
+    let mut next = 1;
+    let mut command = None;
+    while next < argv.argc {
+        let arg = argv.arg(next).to_bytes();
+        next += 1;
+        if arg == b"--" {
+            command = (next < argv.argc).then_some(next);
+            break;
+        }
+        if let Some(long) = arg.strip_prefix(b"--") {
+            let (name, attached) = match long.iter().position(|&b| b == b'=') {
+                Some(equals) => (&long[..equals], Some(&long[equals + 1..])),
+                None => (long, None),
+            };
+            let option = format!("--{}", String::from_utf8_lossy(name));
+            let opt = Opt::long(name).ok_or_else(|| UsageError::UnknownOption(option.clone()))?;
+            let value = match (opt.takes_value(), attached) {
+                (false, Some(value)) if opt.takes_attached_value() => Some(value),
+                (false, Some(value)) => {
+                    return Err(UsageError::UnexpectedValue {
+                        option,
+                        value: String::from_utf8_lossy(value).into_owned(),
+                    });
+                }
+                (false, None) => None,
+                (true, Some(value)) => Some(value),
+                (true, None) => Some(take_value(argv, &mut next, &option)?),
+            };
+            flags.apply(opt, &option, value)?;
+        } else if arg.len() > 1 && arg[0] == b'-' {
+            // A cluster of short options (`-sgv`); one that takes a value takes the rest of the
+            // cluster (`-e143`, `-e=143`) or else the next argument.
+            let mut at = 1;
+            while at < arg.len() {
+                let Some(opt) = Opt::short(arg[at]) else {
+                    let rest = String::from_utf8_lossy(&arg[at..]);
+                    let c = rest.chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+                    return Err(UsageError::UnknownOption(format!("-{c}")));
+                };
+                let option = format!("-{}", char::from(arg[at]));
+                at += 1;
+                if !opt.takes_value() {
+                    flags.apply(opt, &option, None)?;
+                    continue;
+                }
+                let value = match &arg[at..] {
+                    [] => take_value(argv, &mut next, &option)?,
+                    [b'=', rest @ ..] | rest => rest,
+                };
+                flags.apply(opt, &option, Some(value))?;
+                break;
             }
-            Short('e') | Long("remap-exit") => {
-                flags
-                    .remap_exit
-                    .add(parse_value(&mut parser, &option, exit_code)?)
-            }
-            Short('t') | Long("grace-period") => {
-                flags.grace_period = Some(parse_value(&mut parser, &option, duration)?)
-            }
-            Long("drain-signal") => {
-                flags.drain_signal = Some(parse_value(&mut parser, &option, signal)?)
-            }
-            Short('r') | Long("rewrite") => {
-                flags
-                    .rewrites
-                    .push(parse_value(&mut parser, &option, rewrite)?)
-            }
-            Long("delay") => flags.delays.push(parse_value(&mut parser, &option, delay)?),
-            Long("contain") => {
-                flags.contain = Some(match parser.optional_value() {
-                    None => ContainLevel::Auto,
-                    Some(value) => parse_text(value, &option, contain_level)?,
-                })
-            }
-            Value(program) => {
-                command.push(program);
-                command.extend(parser.raw_args().map_err(from_lexopt)?);
-            }
-            Short(_) | Long(_) => return Err(UsageError::UnknownOption(option)),
+        } else {
+            command = Some(next - 1);
+            break;
         }
     }
+    if let Some(text) = flags.print.take() {
+        return Ok(Action::Print(text));
+    }
+    let command = command.map(|start| Command { argv, start });
     flags.into_config(command, &env).map(Action::Run)
+}
+
+/// The argument after an option that needs a value, whatever it looks like (`-e -1`).
+fn take_value(argv: Argv, next: &mut usize, option: &str) -> Result<&'static [u8], UsageError> {
+    if *next >= argv.argc {
+        return Err(UsageError::MissingValue(option.to_owned()));
+    }
+    *next += 1;
+    Ok(argv.arg(*next - 1).to_bytes())
 }
 
 #[derive(Default)]
 struct Flags {
+    /// The name ferrinit was run as, for `--version`.
+    invocation: Invocation,
+    /// The first of -h, -V, -l: printed once every option has been checked.
+    print: Option<String>,
     subreaper: bool,
     process_group: bool,
     warn_on_reap: bool,
@@ -207,25 +362,52 @@ struct Flags {
 }
 
 impl Flags {
+    fn apply(&mut self, opt: Opt, option: &str, value: Option<&[u8]>) -> Result<(), UsageError> {
+        let given = value;
+        let value = value.unwrap_or_default();
+        match opt {
+            Opt::Help => _ = self.print.get_or_insert_with(|| HELP.to_owned()),
+            Opt::Version => _ = self.print.get_or_insert_with(|| version(self.invocation)),
+            Opt::License => _ = self.print.get_or_insert_with(|| LICENSE.to_owned()),
+            Opt::Subreaper => self.subreaper = true,
+            Opt::ProcessGroup => self.process_group = true,
+            Opt::WarnOnReap => self.warn_on_reap = true,
+            Opt::Verbose => self.verbose = self.verbose.saturating_add(1),
+            Opt::Pause => self.pause = true,
+            Opt::Pdeathsig => self.pdeathsig = Some(checked(option, value, parent_death_signal)?),
+            Opt::RemapExit => self.remap_exit.add(checked(option, value, exit_code)?),
+            Opt::GracePeriod => self.grace_period = Some(checked(option, value, duration)?),
+            Opt::DrainSignal => self.drain_signal = Some(checked(option, value, signal)?),
+            Opt::Rewrite => self.rewrites.push(checked(option, value, rewrite)?),
+            Opt::Delay => self.delays.push(checked(option, value, delay)?),
+            Opt::Contain => {
+                self.contain = Some(match given {
+                    None => ContainLevel::Auto,
+                    Some(level) => checked(option, level, contain_level)?,
+                })
+            }
+        }
+        Ok(())
+    }
+
     fn into_config(
         self,
-        command: Vec<OsString>,
+        command: Option<Command>,
         env: &impl Fn(&str) -> Option<OsString>,
     ) -> Result<Config, UsageError> {
-        let mode = match (self.pause, command.first()) {
-            (true, Some(program)) => {
-                return Err(UsageError::PauseWithCommand(lossy(program)));
+        let mode = match (self.pause, command) {
+            (true, Some(command)) => {
+                return Err(UsageError::PauseWithCommand(command.name()));
             }
             (true, None) => Mode::Pause,
             (false, None) => return Err(UsageError::MissingCommand),
-            (false, Some(_)) => Mode::Run(command),
+            (false, Some(command)) => Mode::Run(command),
         };
         let verbosity = match env_value(env, "FERRINIT_VERBOSITY", verbosity)? {
-            Some(v) => Some(v),
-            None => env_value(env, "TINI_VERBOSITY", verbosity)?,
+            Some(v) => v,
+            None => env("TINI_VERBOSITY").map_or(log::DEFAULT_VERBOSITY, |v| tini_verbosity(&v)),
         };
         let verbosity = verbosity
-            .unwrap_or(log::DEFAULT_VERBOSITY)
             .saturating_add(self.verbose)
             .min(log::MAX_VERBOSITY);
         let grace_period = match self.grace_period {
@@ -257,47 +439,53 @@ impl Flags {
     }
 }
 
-fn from_lexopt(error: lexopt::Error) -> UsageError {
-    match error {
-        lexopt::Error::MissingValue { option } => {
-            UsageError::MissingValue(option.unwrap_or_default())
-        }
-        lexopt::Error::UnexpectedOption(option) => UsageError::UnknownOption(option),
-        lexopt::Error::UnexpectedValue { option, value } => UsageError::UnexpectedValue {
-            option,
-            value: lossy(&value),
-        },
-        other => UsageError::UnknownOption(other.to_string()),
-    }
-}
-
-fn lossy(text: &OsString) -> String {
+fn lossy(text: &OsStr) -> String {
     text.to_string_lossy().into_owned()
 }
 
-fn parse_value<T>(
-    parser: &mut lexopt::Parser,
+/// An option's value, as `parse` understands it.
+fn checked<T>(
     option: &str,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<T, UsageError> {
-    let value = parser.value().map_err(from_lexopt)?;
-    parse_text(value, option, parse)
-}
-
-fn parse_text<T>(
-    value: OsString,
-    option: &str,
+    value: &[u8],
     parse: fn(&str) -> Result<T, String>,
 ) -> Result<T, UsageError> {
     let bad = |reason: String| UsageError::BadValue {
         option: option.to_owned(),
-        value: lossy(&value),
+        value: String::from_utf8_lossy(value).into_owned(),
         reason,
     };
-    let text = value
-        .to_str()
-        .ok_or_else(|| bad("not valid UTF-8".into()))?;
+    let text = std::str::from_utf8(value).map_err(|_| bad("not valid UTF-8".into()))?;
     parse(text).map_err(bad)
+}
+
+/// TINI_VERBOSITY as tini reads it: `atoi`, stored in an unsigned int. So any value is
+/// accepted: leading blanks and a sign are skipped over, digits read, the rest ignored; no digit
+/// is 0; and a negative number wraps to a huge one, the most verbose.
+fn tini_verbosity(value: &OsStr) -> u8 {
+    let level = atoi(value.as_bytes()) as u32;
+    u8::try_from(level).unwrap_or(u8::MAX)
+}
+
+/// glibc's `atoi`: `(int) strtol(text, NULL, 10)`, saturating at the range of a long, then
+/// truncated to an int.
+fn atoi(text: &[u8]) -> i32 {
+    let text = match text.iter().position(|b| !b" \t\n\x0b\x0c\r".contains(b)) {
+        Some(first) => &text[first..],
+        None => return 0,
+    };
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    let mut magnitude: i128 = 0;
+    for &b in digits.iter().take_while(|b| b.is_ascii_digit()) {
+        // i64::MAX has 19 digits: past that the value is saturated anyway.
+        magnitude = (magnitude * 10 + i128::from(b - b'0')).min(i128::from(i64::MAX) + 1);
+    }
+    let long = if negative { -magnitude } else { magnitude };
+    let long = long.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    long as i32
 }
 
 /// A FERRINIT_* value overrides its TINI_* twin. tini enables a switch whenever its variable is
@@ -463,7 +651,8 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
   -g, --process-group        Forward signals to the child's process group
   -e, --remap-exit CODE      Exit 0 when the child's code is CODE (repeatable)
   -t, --grace-period TIME    When the child exits, TERM everything left, wait up
-                             to TIME for it to exit, then KILL what remains
+                             to TIME for it to exit, then KILL what remains;
+                             outside PID 1 this makes ferrinit a subreaper (-s)
       --drain-signal SIG     Signal for that drain instead of SIGTERM
   -r, --rewrite FROM:TO      Forward FROM as TO; TO=0 drops it (repeatable)
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second
@@ -498,8 +687,35 @@ cannot be executed; 127 COMMAND not found.
 mod tests {
     use super::*;
 
-    fn os(args: &[&str]) -> Vec<OsString> {
-        args.iter().map(OsString::from).collect()
+    /// A C-style argv (program name first, null at the end), leaked as the C runtime's lives.
+    /// A C string holds no NUL, so any is dropped.
+    fn argv_of(args: impl IntoIterator<Item = Vec<u8>>) -> Argv {
+        let mut pointers: Vec<*const libc::c_char> = std::iter::once(b"ferrinit".to_vec())
+            .chain(args)
+            .map(|mut arg| {
+                arg.retain(|&b| b != 0);
+                std::ffi::CString::new(arg).unwrap().into_raw().cast_const()
+            })
+            .collect();
+        let argc = pointers.len() as libc::c_int;
+        pointers.push(std::ptr::null());
+        // SAFETY: argc strings, each valid and leaked, then null; nothing changes them.
+        unsafe { Argv::from_c(argc, pointers.leak().as_ptr()) }
+    }
+
+    fn os(args: &[&str]) -> Argv {
+        argv_of(args.iter().map(|a| a.as_bytes().to_vec()))
+    }
+
+    fn args_of(mode: &Mode) -> Vec<Vec<u8>> {
+        let Mode::Run(command) = mode else {
+            panic!("{mode:?}")
+        };
+        command.args().map(|a| a.to_bytes().to_vec()).collect()
+    }
+
+    fn bytes(args: &[&str]) -> Vec<Vec<u8>> {
+        args.iter().map(|a| a.as_bytes().to_vec()).collect()
     }
 
     fn no_env(_: &str) -> Option<OsString> {
@@ -534,13 +750,13 @@ mod tests {
     fn options_before_the_command_and_everything_after_it_to_the_command() {
         let c = config(&["-s", "-g", "ls", "-l", "-s", "--", "x"]);
         assert!(c.subreaper && c.process_group);
-        assert_eq!(c.mode, Mode::Run(os(&["ls", "-l", "-s", "--", "x"])));
+        assert_eq!(args_of(&c.mode), bytes(&["ls", "-l", "-s", "--", "x"]));
     }
 
     #[test]
     fn double_dash_ends_options_even_before_a_dash_command() {
         let c = config(&["-v", "--", "-weird", "--help"]);
-        assert_eq!(c.mode, Mode::Run(os(&["-weird", "--help"])));
+        assert_eq!(args_of(&c.mode), bytes(&["-weird", "--help"]));
         assert_eq!(c.verbosity, 2);
     }
 
@@ -568,36 +784,6 @@ mod tests {
             panic!()
         };
         assert!(text.contains("MIT License"));
-    }
-
-    #[test]
-    fn contain_takes_an_optional_level_and_its_variable() {
-        assert_eq!(config(&["true"]).contain, None);
-        assert_eq!(
-            config(&["--contain", "true"]).contain,
-            Some(ContainLevel::Auto)
-        );
-        assert_eq!(
-            config(&["--contain=cgroup", "true"]).contain,
-            Some(ContainLevel::Cgroup)
-        );
-        let from_env = with_env(&[("FERRINIT_CONTAIN", "subreaper")], &["true"]);
-        assert!(
-            matches!(from_env, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Subreaper))
-        );
-        let flag_wins = with_env(
-            &[("FERRINIT_CONTAIN", "subreaper")],
-            &["--contain=pidns", "true"],
-        );
-        assert!(matches!(flag_wins, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Pidns)));
-        assert!(matches!(
-            error(&["--contain=all", "true"]),
-            UsageError::BadValue { .. }
-        ));
-        assert!(matches!(
-            with_env(&[("FERRINIT_CONTAIN", "")], &["true"]),
-            Err(UsageError::BadEnv { .. })
-        ));
     }
 
     #[test]
@@ -629,6 +815,41 @@ mod tests {
     }
 
     #[test]
+    fn contain_takes_an_optional_level_and_its_variable() {
+        assert_eq!(config(&["true"]).contain, None);
+        assert_eq!(
+            config(&["--contain", "true"]).contain,
+            Some(ContainLevel::Auto)
+        );
+        assert_eq!(
+            config(&["--contain=cgroup", "true"]).contain,
+            Some(ContainLevel::Cgroup)
+        );
+        assert_eq!(
+            args_of(&config(&["--contain", "pidns"]).mode),
+            bytes(&["pidns"]),
+            "a level is only ever attached: a separate word is the command"
+        );
+        let from_env = with_env(&[("FERRINIT_CONTAIN", "subreaper")], &["true"]);
+        assert!(
+            matches!(from_env, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Subreaper))
+        );
+        let flag_wins = with_env(
+            &[("FERRINIT_CONTAIN", "subreaper")],
+            &["--contain=pidns", "true"],
+        );
+        assert!(matches!(flag_wins, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Pidns)));
+        assert!(matches!(
+            error(&["--contain=all", "true"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            with_env(&[("FERRINIT_CONTAIN", "")], &["true"]),
+            Err(UsageError::BadEnv { .. })
+        ));
+    }
+
+    #[test]
     fn usage_errors_name_the_bad_input() {
         assert_eq!(error(&[]), UsageError::MissingCommand);
         assert_eq!(error(&["--"]), UsageError::MissingCommand);
@@ -651,9 +872,9 @@ mod tests {
             (&["-e", "+1", "ls"], "+1"),
             (&["-e", "", "ls"], ""),
             (&["-p", "NOPE", "ls"], "NOPE"),
-            (&["-p", "SEGV", "ls"], "SEGV"),
+            (&["-p", "STOP", "ls"], "STOP"),
             (&["-p", "CHLD", "ls"], "CHLD"),
-            (&["-p", "32", "ls"], "32"),
+            (&["-p", "19", "ls"], "19"),
             (&["-t", "soon", "ls"], "soon"),
             (&["-r", "TERM", "ls"], "TERM"),
             (&["-r", "KILL:TERM", "ls"], "KILL:TERM"),
@@ -764,7 +985,7 @@ mod tests {
         );
         for (name, value) in [
             ("FERRINIT_VERBOSITY", "abc"),
-            ("TINI_VERBOSITY", "-1"),
+            ("FERRINIT_VERBOSITY", "-1"),
             ("FERRINIT_SUBREAPER", "maybe"),
             ("FERRINIT_GRACE_PERIOD", ""),
         ] {
@@ -790,18 +1011,65 @@ mod tests {
 
     #[test]
     fn non_utf8_command_passes_through_byte_for_byte() {
-        use std::os::unix::ffi::OsStrExt;
-        let weird = OsString::from_vec(vec![b'a', 0xff, b'b']);
-        let args = vec![
-            OsString::from("--"),
-            weird.clone(),
-            OsString::from("\u{e9}"),
-        ];
-        let Ok(Action::Run(c)) = parse(args, no_env) else {
+        let weird = vec![b'a', 0xff, b'b'];
+        let argv = argv_of([b"--".to_vec(), weird.clone(), "\u{e9}".as_bytes().to_vec()]);
+        let Ok(Action::Run(c)) = parse(argv, no_env) else {
+            panic!()
+        };
+        assert_eq!(args_of(&c.mode)[0], weird);
+    }
+
+    #[test]
+    fn the_command_is_borrowed_from_argv_in_place() {
+        let argv = os(&["-s", "--", "x", "y"]);
+        let Ok(Action::Run(c)) = parse(argv, no_env) else {
             panic!()
         };
         let Mode::Run(command) = c.mode else { panic!() };
-        assert_eq!(command[0].as_bytes(), weird.as_bytes());
+        // SAFETY: test-only reads of the leaked argv: argv[3] is "x", argv[5] the null.
+        unsafe {
+            assert_eq!(command.argv(), argv.ptr.add(3));
+            assert!((*argv.ptr.add(5)).is_null());
+        }
+    }
+
+    #[test]
+    fn a_print_flag_still_checks_the_other_options() {
+        assert_eq!(
+            error(&["--version", "--bogus"]),
+            UsageError::UnknownOption("--bogus".into())
+        );
+        assert_eq!(error(&["-h", "-e", "x"]), error(&["-e", "x", "true"]));
+        assert!(matches!(
+            parse(os(&["-s", "-l", "-v"]), no_env),
+            Ok(Action::Print(_))
+        ));
+    }
+
+    #[test]
+    fn tini_verbosity_is_read_with_atoi_as_tini_does() {
+        for (text, level) in [
+            ("", 0),
+            ("abc", 0),
+            ("2", 2),
+            (" 1", 1),
+            ("\t+2xyz", 2),
+            ("1.5", 1),
+            ("-1", 3),
+            ("-0", 0),
+            ("99999999999", 3),
+            ("4294967296", 0),
+            ("-99999999999999999999", 0),
+        ] {
+            let vars = [("TINI_VERBOSITY", text)];
+            let Ok(Action::Run(c)) = with_env(&vars, &["x"]) else {
+                panic!("{text:?}")
+            };
+            assert_eq!(c.verbosity, level, "{text:?}");
+        }
+        assert_eq!(atoi(b"  -12ab"), -12);
+        assert_eq!(atoi(b"4294967297"), 1);
+        assert_eq!(atoi(b"99999999999999999999"), -1);
     }
 
     mod properties {
@@ -809,12 +1077,12 @@ mod tests {
         use proptest::prelude::*;
 
         /// Options, near-options, values and raw bytes (not UTF-8 either).
-        fn any_arg() -> impl Strategy<Value = OsString> {
+        fn any_arg() -> impl Strategy<Value = Vec<u8>> {
             prop_oneof![
-                "-[a-zA-Z]{0,3}[0-9]{0,3}".prop_map(OsString::from),
-                "--[a-z-]{0,15}(=.{0,8})?".prop_map(OsString::from),
-                "[A-Za-z0-9:+.-]{0,12}".prop_map(OsString::from),
-                proptest::collection::vec(1u8.., 0..12).prop_map(OsString::from_vec),
+                "-[a-zA-Z]{0,3}[0-9]{0,3}".prop_map(String::into_bytes),
+                "--[a-z-]{0,15}(=.{0,8})?".prop_map(String::into_bytes),
+                "[A-Za-z0-9:+.-]{0,12}".prop_map(String::into_bytes),
+                proptest::collection::vec(1u8.., 0..12),
             ]
         }
 
@@ -827,10 +1095,11 @@ mod tests {
             ) {
                 let env = move |name: &str| match name {
                     "FERRINIT_VERBOSITY" => verbosity.clone().map(OsString::from),
+                    "TINI_VERBOSITY" => verbosity.clone().map(OsString::from),
                     "FERRINIT_GRACE_PERIOD" => grace.clone().map(OsString::from),
                     _ => None,
                 };
-                let _ = parse(args, env);
+                let _ = parse(argv_of(args), env);
             }
 
             #[test]
@@ -855,7 +1124,7 @@ mod tests {
                 if let Some(sig) = pdeathsig { args.extend(["-p".into(), sig.to_string()]); }
                 args.push("--".into());
                 args.extend(command.iter().cloned());
-                let parsed = parse(args.iter().map(OsString::from).collect(), no_env);
+                let parsed = parse(os(&args.iter().map(String::as_str).collect::<Vec<_>>()), no_env);
                 let Ok(Action::Run(config)) = parsed else {
                     return Err(TestCaseError::fail(format!("{args:?} gave {parsed:?}")));
                 };
@@ -865,7 +1134,7 @@ mod tests {
                 prop_assert!((0..=255).all(|c| config.remap_exit.contains(c) == codes.contains(&c)));
                 prop_assert_eq!(config.grace_period, grace_ms.map(Duration::from_millis));
                 prop_assert_eq!(config.pdeathsig, pdeathsig);
-                prop_assert_eq!(config.mode, Mode::Run(command.iter().map(OsString::from).collect()));
+                prop_assert_eq!(args_of(&config.mode), command.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>());
             }
 
             #[test]

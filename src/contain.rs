@@ -111,12 +111,19 @@ pub enum ContainError {
     Subreaper(Errno),
 }
 
-pub fn run(config: &Config, environ: &Environ, signals: &SignalState, level: Level) -> u8 {
+/// `parent`: ferrinit's parent when it started, for `-p` (see lib.rs).
+pub fn run(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    level: Level,
+    parent: Pid,
+) -> u8 {
     if std::process::id() == 1 {
         info!("--contain: already PID 1 of a PID namespace, which holds all the command starts");
-        return supervise::run(config, environ, signals);
+        return supervise::run(config, environ, signals, parent);
     }
-    if let Err(message) = set_parent_death_signal(config) {
+    if let Err(message) = set_parent_death_signal(config, parent) {
         error!("{message}");
         return code::INTERNAL;
     }
@@ -131,7 +138,7 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState, level: Lev
         let result = match rung {
             Level::Pidns => Outer::pidns(config, environ, signals),
             Level::Cgroup => Outer::cgroup(config, environ, signals),
-            _ => return subreaper(config, environ, signals, &missed),
+            _ => return subreaper(config, environ, signals, &missed, parent),
         };
         match result {
             Ok(outer) => {
@@ -160,11 +167,10 @@ fn reached(how: &str, missed: &[String]) {
 }
 
 /// `-p`: the outer ferrinit is the one whose parent matters.
-fn set_parent_death_signal(config: &Config) -> Result<(), String> {
+fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
     let Some(sig) = config.pdeathsig else {
         return Ok(());
     };
-    let parent = nix::unistd::getppid();
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
         return Err(format!(
@@ -190,13 +196,20 @@ fn inner_config(config: &Config, subreaper: bool) -> Config {
 
 /// `--contain=subreaper`: no inner process. ferrinit itself reaps and drains as with `-s`, then
 /// sweeps until no descendant is left.
-fn subreaper(config: &Config, environ: &Environ, signals: &SignalState, missed: &[String]) -> u8 {
+fn subreaper(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    missed: &[String],
+    parent: Pid,
+) -> u8 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         error!("--contain=subreaper: {}", ContainError::Subreaper(e));
         return code::INTERNAL;
     }
     reached("subreaper", missed);
-    let status = supervise::run(&inner_config(config, true), environ, signals);
+    // `-p` is already in place: the parent-death signal set, and raised if the parent is gone.
+    let status = supervise::run(&inner_config(config, true), environ, signals, parent);
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
     sweep::kill_every_descendant(signals, &mut reaper);
     status
@@ -307,7 +320,9 @@ impl Outer {
     ) -> Result<Outer, ContainError> {
         let (lifeline_read, lifeline) = pipe()?;
         let (report_read, report_write) = pipe()?;
-        let terminal = Terminal::foreground_at_start();
+        // Only a terminal whose foreground we hold is handed on: the inner ferrinit then finds its
+        // group in the foreground, and gives the command the terminal as it does today.
+        let terminal = Terminal::controlling().filter(Terminal::foreground_at_start);
         let outer = std::process::id();
         let mut pidfd: RawFd = -1;
         let mut args = CloneArgs {
@@ -545,7 +560,9 @@ fn inner_main(
     drop(report);
     // Socket activation: descriptors meant for the outer ferrinit are the command's.
     let moved = environ.moved_listen_pid(outer, std::process::id());
-    let status = supervise::run(config, moved.as_ref().unwrap_or(environ), signals);
+    let environ = moved.as_ref().unwrap_or(environ);
+    // No `-p` here (the outer ferrinit has it), so the parent given is never looked at.
+    let status = supervise::run(config, environ, signals, Pid::from_raw(0));
     std::process::exit(status.into())
 }
 

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::signals::Sig;
+use crate::signals::{Received, Sig};
 
 pub struct Delays {
     rules: Vec<(Sig, Duration)>,
-    held: Vec<(Sig, Instant)>,
+    /// In arrival order.
+    held: Vec<(Received, Instant)>,
 }
 
 impl Delays {
@@ -24,32 +25,48 @@ impl Delays {
         self.held.iter().map(|&(_, due)| due).min()
     }
 
-    /// Returns the signal if it is to be forwarded now, or holds it and returns `None`.
-    pub fn admit(&mut self, sig: Sig, now: Instant) -> Option<Sig> {
+    /// Returns what is to be forwarded now, in order: nothing when `received` is held.
+    ///
+    /// A second identical signal goes through at once. A standard signal is one pending flag in
+    /// the kernel, so it simply replaces the one held. Real-time signals queue, each instance
+    /// counts: the ones held go first, then this one.
+    pub fn admit(&mut self, received: Received, now: Instant) -> Vec<Received> {
         // The last rule for a signal wins, as with every repeated option.
-        let Some(&(_, wait)) = self.rules.iter().rev().find(|(s, _)| *s == sig) else {
-            return Some(sig);
+        let Some(&(_, wait)) = self.rules.iter().rev().find(|(s, _)| *s == received.sig) else {
+            return vec![received];
         };
-        if let Some(i) = self.held.iter().position(|&(s, _)| s == sig) {
-            self.held.swap_remove(i);
-            return Some(sig);
+        let same = |held: &(Received, Instant)| held.0.sig == received.sig;
+        if !self.held.iter().any(same) {
+            self.held.push((received, now + wait));
+            return Vec::new();
         }
-        self.held.push((sig, now + wait));
-        None
+        let mut released = Vec::new();
+        self.held.retain(|held| {
+            if same(held) {
+                released.push(held.0);
+            }
+            !same(held)
+        });
+        if !received.sig.is_real_time() {
+            released.clear();
+        }
+        released.push(received);
+        released
     }
 
-    /// Removes and returns the held signals that are due, earliest first.
-    pub fn take_due(&mut self, now: Instant) -> Vec<Sig> {
-        let mut due: Vec<(Sig, Instant)> = Vec::new();
-        self.held.retain(|&(sig, at)| {
+    /// Removes and returns the held signals that are due, earliest first (and in arrival order
+    /// when due at the same time).
+    pub fn take_due(&mut self, now: Instant) -> Vec<Received> {
+        let mut due: Vec<(Received, Instant)> = Vec::new();
+        self.held.retain(|&(received, at)| {
             let ready = at <= now;
             if ready {
-                due.push((sig, at));
+                due.push((received, at));
             }
             !ready
         });
         due.sort_by_key(|&(_, at)| at);
-        due.into_iter().map(|(sig, _)| sig).collect()
+        due.into_iter().map(|(received, _)| received).collect()
     }
 }
 
@@ -57,10 +74,21 @@ impl Delays {
 mod tests {
     use super::*;
 
+    fn sent(sig: Sig) -> Received {
+        Received::sent(sig)
+    }
+
+    fn sigs(received: Vec<Received>) -> Vec<Sig> {
+        received.into_iter().map(|r| r.sig).collect()
+    }
+
     #[test]
     fn undelayed_signals_pass_and_nothing_is_timed() {
         let mut delays = Delays::new(&[(Sig::TERM, Duration::from_secs(5))]);
-        assert_eq!(delays.admit(Sig::INT, Instant::now()), Some(Sig::INT));
+        assert_eq!(
+            sigs(delays.admit(sent(Sig::INT), Instant::now())),
+            [Sig::INT]
+        );
         assert_eq!(delays.next_due(), None);
     }
 
@@ -68,10 +96,13 @@ mod tests {
     fn a_delayed_signal_is_held_until_due() {
         let start = Instant::now();
         let mut delays = Delays::new(&[(Sig::TERM, Duration::from_secs(5))]);
-        assert_eq!(delays.admit(Sig::TERM, start), None);
+        assert!(delays.admit(sent(Sig::TERM), start).is_empty());
         assert_eq!(delays.next_due(), Some(start + Duration::from_secs(5)));
         assert!(delays.take_due(start + Duration::from_secs(4)).is_empty());
-        assert_eq!(delays.take_due(start + Duration::from_secs(5)), [Sig::TERM]);
+        assert_eq!(
+            sigs(delays.take_due(start + Duration::from_secs(5))),
+            [Sig::TERM]
+        );
         assert_eq!(delays.next_due(), None);
     }
 
@@ -79,8 +110,27 @@ mod tests {
     fn a_second_identical_signal_goes_through_at_once_and_cancels_the_wait() {
         let start = Instant::now();
         let mut delays = Delays::new(&[(Sig::TERM, Duration::from_secs(5))]);
-        assert_eq!(delays.admit(Sig::TERM, start), None);
-        assert_eq!(delays.admit(Sig::TERM, start), Some(Sig::TERM));
+        assert!(delays.admit(sent(Sig::TERM), start).is_empty());
+        assert_eq!(sigs(delays.admit(sent(Sig::TERM), start)), [Sig::TERM]);
         assert_eq!(delays.next_due(), None);
+    }
+
+    #[test]
+    fn every_real_time_instance_is_released_in_arrival_order() {
+        let start = Instant::now();
+        let rtmin = Sig::from_number(libc::SIGRTMIN()).unwrap();
+        let mut delays = Delays::new(&[(rtmin, Duration::from_secs(5))]);
+        let numbered = |n| Received {
+            sender: n,
+            ..sent(rtmin)
+        };
+        let mut out = Vec::new();
+        for n in 1..=4 {
+            out.extend(delays.admit(numbered(n), start));
+        }
+        delays.admit(numbered(5), start);
+        out.extend(delays.take_due(start + Duration::from_secs(5)));
+        let senders: Vec<i32> = out.iter().map(|r| r.sender).collect();
+        assert_eq!(senders, [1, 2, 3, 4, 5]);
     }
 }

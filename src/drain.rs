@@ -1,17 +1,36 @@
 //! Graceful shutdown of everything left once the main child is gone (`--grace-period`): send the
 //! drain signal, keep reaping while they exit, SIGKILL what is left when the time is up.
 //!
-//! "Everything left" is the namespace when ferrinit is its PID 1 (`kill(-1)` reaches exactly
-//! that), and otherwise ferrinit's own descendants as found in /proc. Nothing outside ever gets a
-//! signal: each descendant is pinned with a pidfd and checked again before it is signalled.
+//! "Everything left" is the namespace when ferrinit is its PID 1, and otherwise ferrinit's own
+//! descendants (`-t` makes ferrinit a subreaper, so that they all end up as its children).
+//!
+//! - As PID 1, `kill(-1)` reaches exactly the namespace, and `kill(-1, 0)` tells whether anyone
+//!   is left in it. Processes that joined it from outside (nsenter, `docker exec`) are not
+//!   ferrinit's children, and their exit sends it no SIGCHLD. So once no child is left but the
+//!   namespace is not empty, ferrinit pins one process of it with a pidfd and sleeps until a
+//!   signal is pending or that process exits, then looks again: one descriptor however many they
+//!   are, and no timer.
+//! - As a subreaper, descendants are found in /proc and taken one at a time: pinned with a pidfd,
+//!   confirmed to be ours, signalled through the pidfd, released. So every one of them gets the
+//!   signal whatever RLIMIT_NOFILE allows, and none outside ever does. The confirmation asks the
+//!   kernel for the pinned process's parent (Linux 6.13), which nothing in /proc can fake;
+//!   older kernels check /proc again instead.
+
+mod pidfd;
+mod procfs;
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+
+use crate::forward::{Forwarding, Phase};
 use crate::log::{debug, info, warning};
 use crate::reap::Reaper;
-use crate::signals::{Sig, SignalState};
+use crate::signals::{Received, Sig, SignalState, pending_signal_fd};
+use pidfd::Pidfd;
+use procfs::{ProcEntry, Procfs};
 
 /// How often the final SIGKILL pass looks again for processes forked in the meantime.
 const KILL_RESCAN: Duration = Duration::from_millis(250);
@@ -20,11 +39,30 @@ const KILL_RESCAN: Duration = Duration::from_millis(250);
 /// in uninterruptible sleep, or one ferrinit may not signal (EPERM); ferrinit must still exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_sig: Sig) {
-    if reaper.reap_ready().none_left {
+/// As PID 1, how often to look again for processes that can be neither waited for nor watched:
+/// when /proc is not the namespace's own, or no descriptor is left to watch them with.
+const UNWATCHED_RECHECK: Duration = Duration::from_millis(100);
+
+pub fn drain(
+    signals: &SignalState,
+    reaper: &mut Reaper,
+    forwarding: &mut Forwarding,
+    grace: Duration,
+    drain_sig: Sig,
+) {
+    let mut care = Care::new();
+    if !care.anyone_left(reaper) {
         return;
     }
-    let mut care = Care::new();
+    if let Care::Blind(procfs) = care {
+        let problem = match procfs {
+            Procfs::NotMounted => "/proc is not mounted",
+            _ => "/proc belongs to another PID namespace",
+        };
+        warning!(
+            "{problem}: cannot find descendants to signal, only waiting for them (mount a fresh /proc)"
+        );
+    }
     let deadline = Instant::now() + grace;
     info!("sending {drain_sig} to the processes left; waiting up to {grace:?}");
     care.signal(drain_sig, Resend::No);
@@ -33,23 +71,37 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
     // The deadline is checked on every turn: a stream of signals (SIGCHLD from a process that
     // keeps forking) would otherwise keep the wait from ever timing out.
     while Instant::now() < deadline {
-        if reaper.reap_ready().none_left {
+        if !care.anyone_left(reaper) {
             info!("all processes have exited");
             return;
         }
-        match signals.next(Some(deadline)) {
-            None => break,
+        // Held by --delay: due within the grace period, they are sent then.
+        let wake = forwarding
+            .next_due()
+            .map_or(deadline, |due| due.min(deadline));
+        let woken = care.wait(signals, wake);
+        for due in forwarding.take_due(Instant::now(), Phase::Draining) {
+            care.signal(due.sig, Resend::Yes);
+        }
+        match woken {
+            Woken::LookAgain => {}
             // Something exited. As a subreaper, anything forked since the last look gets the
             // signal too; as PID 1, kill(-1) reached everyone at once, and latecomers are left
             // to the SIGKILL below.
-            Some(received) if received.sig == Sig::CHLD => care.signal(drain_sig, Resend::No),
-            Some(received) => care.signal(received.sig, Resend::Yes),
+            Woken::Signal(received) if received.sig == Sig::CHLD => {
+                care.signal(drain_sig, Resend::No)
+            }
+            Woken::Signal(received) => {
+                for out in forwarding.admit(received, Phase::Draining, Instant::now()) {
+                    care.signal(out.sig, Resend::Yes);
+                }
+            }
         }
     }
-    if reaper.reap_ready().none_left {
+    if !care.anyone_left(reaper) {
         return;
     }
-    if let Care::Blind = care {
+    if let Care::Blind(_) = care {
         warning!(
             "grace period of {grace:?} is over; descendants are left, and ferrinit cannot find them to kill them"
         );
@@ -59,10 +111,10 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
     let give_up = Instant::now() + KILL_WAIT;
     while Instant::now() < give_up {
         care.signal(Sig::KILL, Resend::Yes);
-        if reaper.reap_ready().none_left {
+        if !care.anyone_left(reaper) {
             return;
         }
-        signals.next(Some(give_up.min(Instant::now() + KILL_RESCAN)));
+        care.wait(signals, give_up.min(Instant::now() + KILL_RESCAN));
     }
     warning!(
         "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
@@ -76,183 +128,242 @@ enum Resend {
     No,
 }
 
+enum Woken {
+    Signal(Received),
+    /// Time is up, or something may have exited: check again.
+    LookAgain,
+}
+
+impl From<Option<Received>> for Woken {
+    fn from(received: Option<Received>) -> Woken {
+        received.map_or(Woken::LookAgain, Woken::Signal)
+    }
+}
+
 enum Care {
-    /// PID 1: `kill(-1, ...)` reaches every other process of the namespace, and only those.
-    Namespace { sent: HashSet<Sig> },
-    Subtree {
-        own_pid: i32,
-        /// `(pid, start time, signal)` already sent.
-        sent: HashSet<(i32, u64, Sig)>,
-    },
-    /// Not PID 1, and /proc describes another PID namespace: descendants cannot be found safely,
-    /// so nothing is signalled; the drain only waits out the grace period for them.
-    Blind,
+    Namespace(Namespace),
+    Subtree(Subtree),
+    /// Not PID 1, and /proc is not our namespace's: descendants cannot be found safely, so
+    /// nothing is signalled; the drain only waits out the grace period for them.
+    Blind(Procfs),
 }
 
 impl Care {
     fn new() -> Care {
+        let procfs = Procfs::check();
         let own_pid = std::process::id() as i32;
         if own_pid == 1 {
-            return Care::Namespace {
+            return Care::Namespace(Namespace {
                 sent: HashSet::new(),
-            };
+                procfs,
+                waiting: Waiting::ForChildren,
+                signal_ready: SignalReady::NotYet,
+            });
         }
-        if proc_is_ours(own_pid) {
-            Care::Subtree {
+        match procfs {
+            Procfs::Ours => Care::Subtree(Subtree {
                 own_pid,
                 sent: HashSet::new(),
-            }
-        } else {
-            warning!(
-                "/proc belongs to another PID namespace: cannot find descendants to signal, only waiting for them (mount a fresh /proc)"
-            );
-            Care::Blind
+                pin_failure_reported: false,
+            }),
+            _ => Care::Blind(procfs),
+        }
+    }
+
+    /// Reaps what has exited and tells whether anyone is left, deciding how to wait for them.
+    fn anyone_left(&mut self, reaper: &mut Reaper) -> bool {
+        let children_left = !reaper.reap_ready().none_left;
+        match self {
+            Care::Namespace(namespace) => namespace.anyone_left(children_left),
+            // A subreaper's descendants all end up as its children: ECHILD means none is left.
+            Care::Subtree(_) | Care::Blind(_) => children_left,
         }
     }
 
     fn signal(&mut self, sig: Sig, resend: Resend) {
         match self {
-            Care::Namespace { sent } => {
-                if sent.insert(sig) || resend == Resend::Yes {
+            Care::Namespace(namespace) => {
+                if namespace.sent.insert(sig) || resend == Resend::Yes {
                     // SAFETY: kill has no memory-safety preconditions. As PID 1, -1 means every
                     // process of our namespace but ourselves.
                     unsafe { libc::kill(-1, sig.number()) };
                 }
             }
-            Care::Subtree { own_pid, sent } => {
-                for process in descendants(*own_pid) {
-                    if resend == Resend::Yes || sent.insert((process.pid, process.start, sig)) {
-                        debug!("sending {sig} to descendant {}", process.pid);
-                        process.send(sig);
-                    }
-                }
-            }
-            Care::Blind => {}
+            Care::Subtree(subtree) => subtree.signal(sig, resend),
+            Care::Blind(_) => {}
+        }
+    }
+
+    fn wait(&mut self, signals: &SignalState, until: Instant) -> Woken {
+        match self {
+            Care::Namespace(namespace) => namespace.wait(signals, until),
+            Care::Subtree(_) | Care::Blind(_) => signals.next(Some(until)).into(),
         }
     }
 }
 
-/// Whether /proc describes ferrinit's own PID namespace. `NSpid` lists our pid in every
-/// namespace from the one /proc belongs to down to ours: a single entry, equal to our pid, means
-/// they are the same. (Comparing /proc/self with our pid alone could be fooled when our pid
-/// happens to be the same number in an ancestor namespace.)
-fn proc_is_ours(own_pid: i32) -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("NSpid:"))
-        .is_some_and(|pids| pids.split_whitespace().eq([own_pid.to_string().as_str()]))
+struct Namespace {
+    sent: HashSet<Sig>,
+    procfs: Procfs,
+    waiting: Waiting,
+    signal_ready: SignalReady,
 }
 
-struct ProcEntry {
-    pid: i32,
-    ppid: i32,
-    start: u64,
+/// What the PID-1 drain waits for, besides signals.
+enum Waiting {
+    /// Children of ours are left: SIGCHLD tells when one exits.
+    ForChildren,
+    /// Only processes that are not our children are left; this one is watched.
+    ForWatched(Pidfd),
+    /// Only processes that are not our children are left, and none can be watched.
+    Unwatched,
 }
 
-fn read_stat(pid: i32) -> Option<ProcEntry> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &text)
+/// A signalfd for the signals ferrinit collects: readable while one is pending. It is never
+/// read; the signal itself is taken by `SignalState`, as everywhere else.
+enum SignalReady {
+    NotYet,
+    Open(OwnedFd),
+    Unavailable,
 }
 
-/// `pid (comm) state ppid ... starttime ...`; comm may itself hold spaces and parentheses.
-fn parse_stat(pid: i32, text: &str) -> Option<ProcEntry> {
-    let after_comm = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_comm.split_ascii_whitespace().collect();
-    // After comm: state(0) ppid(1) ... starttime is field 22 of the line, index 19 here.
-    Some(ProcEntry {
-        pid,
-        ppid: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
+impl Namespace {
+    fn anyone_left(&mut self, children_left: bool) -> bool {
+        self.waiting = Waiting::ForChildren;
+        // SAFETY: kill has no memory-safety preconditions; signal 0 only checks that someone
+        // other than ourselves is left in the namespace (zombies included, but ours are reaped).
+        if unsafe { libc::kill(-1, 0) } != 0 {
+            return false;
+        }
+        if children_left {
+            return true;
+        }
+        if self.procfs != Procfs::Ours {
+            self.waiting = Waiting::Unwatched;
+            return true;
+        }
+        match live_process_other_than_us() {
+            Some(Ok(pidfd)) => self.waiting = Waiting::ForWatched(pidfd),
+            Some(Err(_)) => self.waiting = Waiting::Unwatched,
+            // Only zombies whose parents live outside the namespace: gone, for our purposes.
+            None => return false,
+        }
+        true
+    }
 
-/// A descendant, pinned by a pidfd and confirmed to be in our subtree after pinning.
-struct Descendant {
-    pid: i32,
-    start: u64,
-    pidfd: OwnedFd,
-}
-
-impl Descendant {
-    fn send(&self, sig: Sig) {
-        // SAFETY: the pidfd is open; a null siginfo means "as kill() would send it".
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self_fd(&self.pidfd),
-                sig.number(),
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
+    fn wait(&mut self, signals: &SignalState, until: Instant) -> Woken {
+        let watched = match &self.waiting {
+            Waiting::ForChildren => return signals.next(Some(until)).into(),
+            Waiting::ForWatched(pidfd) => pidfd,
+            Waiting::Unwatched => {
+                let until = until.min(Instant::now() + UNWATCHED_RECHECK);
+                return signals.next(Some(until)).into();
+            }
         };
+        if let SignalReady::NotYet = self.signal_ready {
+            self.signal_ready =
+                pending_signal_fd().map_or(SignalReady::Unavailable, SignalReady::Open);
+        }
+        let SignalReady::Open(signal_ready) = &self.signal_ready else {
+            let until = until.min(Instant::now() + UNWATCHED_RECHECK);
+            return signals.next(Some(until)).into();
+        };
+        let mut fds = [
+            libc::pollfd {
+                fd: signal_ready.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: watched.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let left = until.saturating_duration_since(Instant::now());
+        // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of two pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if ready > 0 && fds[0].revents != 0 {
+            // Pending: taken at once, without waiting.
+            return signals.next(Some(Instant::now())).into();
+        }
+        Woken::LookAgain
     }
 }
 
-fn self_fd(fd: &OwnedFd) -> RawFd {
-    use std::os::fd::AsRawFd;
-    fd.as_raw_fd()
+/// Some process of the namespace other than ferrinit that has not exited, pinned; `None` if
+/// there is none, an error if one could not be pinned.
+fn live_process_other_than_us() -> Option<Result<Pidfd, Errno>> {
+    let own_pid = std::process::id() as i32;
+    for pid in procfs::pids().into_iter().filter(|&pid| pid != own_pid) {
+        match Pidfd::open(pid) {
+            Ok(pidfd) if !pidfd.has_exited() => return Some(Ok(pidfd)),
+            Ok(_) | Err(Errno::ESRCH) => {}
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    None
 }
 
-/// Our descendants, parents before children. A pid read from /proc may be reused by the time it
-/// is signalled, so each one is pinned with a pidfd first and then checked again: same start time,
-/// and a parent already confirmed as ours. A signal through that pidfd can reach no one else.
-fn descendants(own_pid: i32) -> Vec<Descendant> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut children: HashMap<i32, Vec<ProcEntry>> = HashMap::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        if let Some(process) = read_stat(pid) {
+struct Subtree {
+    own_pid: i32,
+    /// `(pid, start time, signal)` already sent.
+    sent: HashSet<(i32, u64, Sig)>,
+    pin_failure_reported: bool,
+}
+
+impl Subtree {
+    /// Our descendants, parents before children, each pinned, confirmed, signalled and released
+    /// before the next is pinned: one descriptor at a time.
+    fn signal(&mut self, sig: Sig, resend: Resend) {
+        let mut children: HashMap<i32, Vec<ProcEntry>> = HashMap::new();
+        for process in procfs::pids().into_iter().filter_map(procfs::read_stat) {
             children.entry(process.ppid).or_default().push(process);
         }
-    }
-    let mut confirmed: HashSet<i32> = HashSet::from([own_pid]);
-    let mut queue: Vec<ProcEntry> = children.remove(&own_pid).unwrap_or_default();
-    let mut found = Vec::new();
-    while let Some(candidate) = queue.pop() {
-        let Some(pidfd) = pidfd_open(candidate.pid) else {
-            continue;
-        };
-        let Some(now) = read_stat(candidate.pid) else {
-            continue;
-        };
-        if now.start != candidate.start || !confirmed.contains(&now.ppid) {
-            continue;
+        let mut confirmed: HashSet<i32> = HashSet::from([self.own_pid]);
+        let mut queue: Vec<ProcEntry> = children.remove(&self.own_pid).unwrap_or_default();
+        while let Some(candidate) = queue.pop() {
+            let pidfd = match Pidfd::open(candidate.pid) {
+                Ok(pidfd) => pidfd,
+                Err(Errno::ESRCH) => continue,
+                Err(e) => {
+                    self.report_pin_failure(candidate.pid, e);
+                    continue;
+                }
+            };
+            if !parent_of(&pidfd, &candidate).is_some_and(|ppid| confirmed.contains(&ppid)) {
+                continue;
+            }
+            confirmed.insert(candidate.pid);
+            queue.extend(children.remove(&candidate.pid).unwrap_or_default());
+            if resend == Resend::Yes || self.sent.insert((candidate.pid, candidate.start, sig)) {
+                debug!("sending {sig} to descendant {}", candidate.pid);
+                let _ = pidfd.send(sig);
+            }
         }
-        confirmed.insert(candidate.pid);
-        queue.extend(children.remove(&candidate.pid).unwrap_or_default());
-        found.push(Descendant {
-            pid: candidate.pid,
-            start: candidate.start,
-            pidfd,
-        });
     }
-    found
+
+    fn report_pin_failure(&mut self, pid: i32, e: Errno) {
+        if !self.pin_failure_reported {
+            self.pin_failure_reported = true;
+            warning!(
+                "cannot open a pidfd for process {pid} ({e}): it and its descendants get no signal from the drain"
+            );
+        }
+    }
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open has no memory-safety preconditions; the kernel makes the new descriptor
-    // close-on-exec.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: on success the syscall returned a fresh descriptor that nothing else owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_stat_even_with_parentheses_and_spaces_in_the_name() {
-        let line = "42 (a (b) c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
-        let entry = parse_stat(42, line).unwrap();
-        assert_eq!((entry.pid, entry.ppid, entry.start), (42, 7, 123456));
-        assert!(parse_stat(1, "1 (init) S").is_none());
+/// The parent of the pinned process: from the kernel where it can tell; elsewhere from /proc,
+/// read again now that the process is pinned (the same start time as listed means that the
+/// pinned process is the one listed, not a later one with its pid).
+fn parent_of(pidfd: &Pidfd, listed: &ProcEntry) -> Option<i32> {
+    match pidfd.parent() {
+        Ok(ppid) => Some(ppid),
+        Err(Errno::ENOTTY | Errno::EINVAL) => procfs::read_stat(listed.pid)
+            .filter(|now| now.start == listed.start)
+            .map(|now| now.ppid),
+        Err(_) => None,
     }
 }

@@ -10,41 +10,61 @@ unsafe extern "C" {
 }
 
 pub struct Environ {
-    /// Every `NAME=value` entry, NULL-terminated: the child's `envp`.
-    pub entries: Vec<*const libc::c_char>,
+    /// `environ` itself, NULL-terminated: the child's `envp`, borrowed in place.
+    block: *const *const libc::c_char,
     /// The entries ferrinit reads itself: FERRINIT_*, TINI_*, PATH, LISTEN_*.
     ours: Vec<(&'static [u8], &'static [u8])>,
 }
 
 impl Environ {
     pub fn capture() -> Environ {
-        let mut entries = Vec::new();
         let mut ours = Vec::new();
         // SAFETY: `environ` is the process's NULL-terminated array of C strings, which nothing
         // in ferrinit ever modifies.
-        unsafe {
-            let mut count = 0;
-            while !environ.is_null() && !(*environ.add(count)).is_null() {
-                count += 1;
-            }
-            let all = std::slice::from_raw_parts(environ, count);
-            entries.reserve_exact(count + 1);
-            entries.extend_from_slice(all);
+        let block = unsafe { environ };
+        for entry in Environ::entries_of(block) {
             // Most entries are ruled out by their first byte, before measuring them.
-            for &entry in all
-                .iter()
-                .filter(|&&e| matches!(*e.cast::<u8>(), b'F' | b'T' | b'P' | b'L'))
+            // SAFETY: every entry is a valid C string, at least its NUL long.
+            if !matches!(unsafe { *entry.cast::<u8>() }, b'F' | b'T' | b'P' | b'L') {
+                continue;
+            }
+            // SAFETY: as above; the strings live as long as the process.
+            let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
+            if let Some((name, value)) = split(bytes)
+                && is_ours(name)
             {
-                let bytes = CStr::from_ptr(entry).to_bytes();
-                if let Some((name, value)) = split(bytes)
-                    && is_ours(name)
-                {
-                    ours.push((name, value));
-                }
+                ours.push((name, value));
             }
         }
-        entries.push(std::ptr::null());
-        Environ { entries, ours }
+        Environ { block, ours }
+    }
+
+    /// The NULL-terminated block, as execve takes it (a null `environ` is an empty one).
+    pub fn block(&self) -> *const *const libc::c_char {
+        const EMPTY: &[usize; 1] = &[0];
+        if self.block.is_null() {
+            EMPTY.as_ptr().cast()
+        } else {
+            self.block
+        }
+    }
+
+    /// Every `NAME=value` entry, in order.
+    pub fn entries(&self) -> impl Iterator<Item = *const libc::c_char> + use<> {
+        Environ::entries_of(self.block)
+    }
+
+    fn entries_of(block: *const *const libc::c_char) -> impl Iterator<Item = *const libc::c_char> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if block.is_null() {
+                return None;
+            }
+            // SAFETY: the array is NULL-terminated and we stop at the NULL.
+            let entry = unsafe { *block.add(at) };
+            at += 1;
+            (!entry.is_null()).then_some(entry)
+        })
     }
 
     /// For a process that takes over from the one that captured this environment (the inner
@@ -68,11 +88,12 @@ impl Environ {
                     .to_bytes()
                     .starts_with(b"LISTEN_PID=")
         };
-        let entries = self
-            .entries
-            .iter()
-            .map(|&e| if named(e) { entry.as_ptr() } else { e })
+        let block: Vec<*const libc::c_char> = self
+            .entries()
+            .map(|e| if named(e) { entry.as_ptr() } else { e })
+            .chain(std::iter::once(std::ptr::null()))
             .collect();
+        let block = Box::leak(block.into_boxed_slice()).as_ptr();
         let ours = self
             .ours
             .iter()
@@ -81,7 +102,7 @@ impl Environ {
                 _ => (name, value),
             })
             .collect();
-        Some(Environ { entries, ours })
+        Some(Environ { block, ours })
     }
 
     /// The first value of `name`, as getenv(3) finds it.

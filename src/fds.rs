@@ -17,7 +17,8 @@ pub fn reserve_closed_stdio() {
         if closed {
             // The lowest free descriptor is `fd` itself, since the lower ones are now all open.
             // An O_PATH handle on "/" cannot fail for lack of a file and is useless if written to.
-            // SAFETY: the path is a valid C string; the result is checked by the caller's use.
+            // Should it fail all the same, the gap stays open; nothing better can be done.
+            // SAFETY: the path is a valid C string; the result is deliberately not checked.
             unsafe {
                 libc::open(
                     c"/".as_ptr(),
@@ -30,13 +31,14 @@ pub fn reserve_closed_stdio() {
 
 /// Closes every descriptor from 3 up. Called once the child exists: it has its copies of what
 /// ferrinit inherited (socket activation, a runtime's pipes), and ferrinit must not hold them
-/// open (a pipe's reader would never see end-of-file).
+/// open (a pipe's reader would never see end-of-file). The log's own descriptor of stderr goes
+/// too, and is opened again at the next line.
 pub fn close_inherited() {
     close_all_except(&[]);
 }
 
 /// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
-/// still needs).
+/// still needs). The log's descriptor goes too, and is opened again at the next line.
 pub fn close_all_except(keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()
@@ -51,10 +53,12 @@ pub fn close_all_except(keep: &[RawFd]) {
         from = fd + 1;
     }
     close_range(from, u32::MAX);
+    crate::log::forget_private_descriptor();
 }
 
 fn close_range(first: u32, last: u32) {
-    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs.
+    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs,
+    // and forgets the log's descriptor afterwards.
     let closed = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0;
     if !closed {
         // Kernels before 5.9: close what /proc lists.

@@ -1,6 +1,8 @@
 //! ferrinit: a tiny init for containers and PID namespaces.
 //!
-//! Read in run order: [`main`] → cli → signals → supervise (spawn, reap, drain) → exit_status.
+//! Read in run order, as [`main`] has it: note the parent (for `-p`) → signals (block them all)
+//! → fds (fill closed stdio) → environ → cli → supervise (become a reaper, spawn, forward and
+//! reap, drain) → exit with the code from exit_status.
 
 mod cgroup;
 mod cli;
@@ -10,6 +12,7 @@ mod drain;
 mod environ;
 mod exit_status;
 mod fds;
+mod forward;
 mod log;
 mod reap;
 mod signals;
@@ -25,29 +28,27 @@ use exit_status::code;
 /// # Safety
 /// `argv` must hold `argc` valid C strings, as the C runtime passes them to `main`.
 pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
-    // First of all, so that no signal is lost before the loop, and none kills us meanwhile.
+    // Before anything that takes time: `-p` must notice a parent that died since our exec, and
+    // once it has died getppid names whoever adopted us instead.
+    let parent = nix::unistd::getppid();
+    // Then at once, so that no signal is lost before the loop, and none kills us meanwhile.
     let signals = match signals::SignalState::take_over() {
         Ok(signals) => signals,
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
     fds::reserve_closed_stdio();
-    // SAFETY: the caller passes the C runtime's argc and argv.
-    let args = unsafe { cli::args_from_c(argc, argv) };
+    // SAFETY: the caller passes the C runtime's argc and argv, which nothing changes.
+    let argv = unsafe { cli::Argv::from_c(argc, argv) };
     let environ = environ::Environ::capture();
-    let config = match cli::parse(args, |name| environ.get(name).map(ToOwned::to_owned)) {
+    let config = match cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned)) {
         Ok(cli::Action::Run(config)) => config,
         Ok(cli::Action::Print(text)) => return print(&text),
-        Ok(cli::Action::Version) => {
-            // SAFETY: the caller passes the C runtime's argc and argv.
-            let invocation = unsafe { cli::invoked_as(argc, argv) };
-            return print(&cli::version(invocation));
-        }
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
     let code = match config.contain {
-        Some(level) => contain::run(&config, &environ, &signals, level),
-        None => supervise::run(&config, &environ, &signals),
+        Some(level) => contain::run(&config, &environ, &signals, level, parent),
+        None => supervise::run(&config, &environ, &signals, parent),
     };
     // Straight out: nothing left to clean up is worth the instructions.
     std::process::exit(code.into())
@@ -58,10 +59,17 @@ fn exit(status: u8, message: std::fmt::Arguments) -> libc::c_int {
     status.into()
 }
 
+/// Help, version, licence. Failing to write them is a failure like any other: one line on
+/// stderr and 125, a closed pipe included (`ferrinit --help | true`), so that a script never
+/// takes a help text nobody received for a success.
 fn print(text: &str) -> libc::c_int {
     use std::io::Write;
-    match std::io::stdout().write_all(text.as_bytes()) {
+    let mut stdout = std::io::stdout();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => 0,
-        Err(_) => code::INTERNAL.into(),
+        Err(e) => exit(code::INTERNAL, format_args!("cannot write to stdout: {e}")),
     }
 }

@@ -1,8 +1,8 @@
 //! Signals: their names, the mask that makes them deliverable to PID 1, and the wait for them.
 //!
-//! ferrinit installs no signal handler. It blocks every signal it may receive before the child
-//! exists and takes them one at a time with `sigwaitinfo`. A blocked signal is never dropped by
-//! the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
+//! ferrinit installs no signal handler. It blocks every signal but SIGKILL and SIGSTOP before the
+//! child exists and takes them one at a time with `sigtimedwait`. A blocked signal is never
+//! dropped by the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
 
 use std::cell::Cell;
 use std::fmt;
@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 /// A signal number, standard or real-time (nix's `Signal` cannot hold real-time ones).
@@ -25,6 +25,8 @@ impl Sig {
     pub const TERM: Sig = Sig(libc::SIGTERM);
     pub const CHLD: Sig = Sig(libc::SIGCHLD);
     pub const CONT: Sig = Sig(libc::SIGCONT);
+    pub const TTIN: Sig = Sig(libc::SIGTTIN);
+    pub const TTOU: Sig = Sig(libc::SIGTTOU);
 
     /// The highest signal number the kernel knows (64 on Linux).
     pub fn max() -> i32 {
@@ -39,10 +41,15 @@ impl Sig {
         self.0
     }
 
-    /// Whether ferrinit can receive this signal at all (see [`collected_set`]).
+    /// Whether instances of this signal queue up (each one counts) rather than merge: the
+    /// kernel's real-time signals, 32 to 64, glibc's internal 32 and 33 included.
+    pub fn is_real_time(self) -> bool {
+        self.0 >= 32
+    }
+
+    /// Whether ferrinit can receive this signal at all (see [`collected`]).
     pub fn is_collected(self) -> bool {
-        // SAFETY: `sigismember` only reads the set, which `collected_set` fully initialised.
-        unsafe { libc::sigismember(collected_set().as_ref(), self.0) == 1 }
+        collected() & bit(self.0) != 0
     }
 }
 
@@ -117,25 +124,64 @@ fn rt_offset(text: &str, sign: char) -> Option<i32> {
     digits.parse::<i32>().ok()
 }
 
-/// Every signal ferrinit collects: all but SIGKILL and SIGSTOP (which cannot be blocked) and the
-/// synchronous faults, which must stay deliverable so that a fault in ferrinit kills it rather
-/// than hanging it. glibc keeps its two internal real-time signals out of any filled set.
-pub fn collected_set() -> SigSet {
-    let mut set = SigSet::all();
-    for never in [
-        Signal::SIGKILL,
-        Signal::SIGSTOP,
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-        Signal::SIGABRT,
-        Signal::SIGTRAP,
-        Signal::SIGSYS,
-    ] {
-        set.remove(never);
-    }
-    set
+/// A set of signals as the kernel holds it: signal N is bit N-1. ferrinit hands these to the
+/// system calls itself, because glibc's `sigset_t` functions quietly leave out signals 32 and 33
+/// (NPTL keeps them for itself), and a process that does not block those dies of them.
+type KernelSet = u64;
+
+/// What the kernel takes as the size of a [`KernelSet`].
+const KERNEL_SET_SIZE: usize = std::mem::size_of::<KernelSet>();
+
+fn bit(sig: i32) -> KernelSet {
+    1 << (sig - 1)
+}
+
+/// Every signal ferrinit collects: all 64 but SIGKILL and SIGSTOP, which cannot be blocked.
+///
+/// The faults (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) are blocked too, so that one sent by a
+/// process (`docker kill -s ABRT` for a thread dump) is forwarded rather than lost or fatal.
+/// Blocking them costs nothing: the kernel still delivers a real fault in ferrinit (it unblocks
+/// the signal to force it through), and `abort()` unblocks SIGABRT itself.
+fn collected() -> KernelSet {
+    !(bit(libc::SIGKILL) | bit(libc::SIGSTOP))
+}
+
+/// `rt_sigprocmask` without glibc, which would drop signals 32 and 33 from `set`.
+fn set_mask(how: libc::c_int, set: &KernelSet, old: Option<&mut KernelSet>) -> Result<(), Errno> {
+    let old = old.map_or(std::ptr::null_mut(), |old| old as *mut KernelSet);
+    // SAFETY: `set` is readable and `old` null or writable, each a kernel sigset of the size
+    // passed. A raw system call is async-signal-safe, so this may run between fork and exec.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            set as *const KernelSet,
+            old,
+            KERNEL_SET_SIZE,
+        )
+    };
+    Errno::result(result).map(drop)
+}
+
+/// A descriptor that becomes readable while a collected signal is pending: for a wait that must
+/// watch descriptors too (`poll`). The signal itself is still taken with [`SignalState::next`].
+/// Close-on-exec and non-blocking; `None` if the kernel gives none (no descriptor left).
+pub fn pending_signal_fd() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let set = collected();
+    // SAFETY: `set` is a readable kernel sigset of the size passed; signalfd4 with -1 makes a
+    // new descriptor. Raw, so that signals 32 and 33 are watched too.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &set as *const KernelSet,
+            KERNEL_SET_SIZE,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        )
+    };
+    // SAFETY: on success, a fresh descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +194,10 @@ pub enum SignalError {
 
 /// What ferrinit changed about signals, and what the child must get back.
 pub struct SignalState {
-    collected: SigSet,
+    own_pid: libc::pid_t,
     order: Cell<Order>,
-    inherited_mask: SigSet,
-    /// Set when ferrinit started with SIGCHLD ignored (or with SA_NOCLDWAIT): the kernel would then
+    inherited_mask: KernelSet,
+    /// Set when ferrinit started with SIGCHLD ignored: the kernel would then
     /// reap children behind our back and lose their exit status, so ferrinit resets it for itself.
     inherited_sigchld: Option<libc::sigaction>,
 }
@@ -160,17 +206,12 @@ impl SignalState {
     /// Blocks every collected signal. Must run before anything else, above all before the child
     /// exists: a signal that arrives from here on waits for the main loop instead of being lost.
     pub fn take_over() -> Result<SignalState, SignalError> {
-        let collected = collected_set();
-        let mut inherited_mask = SigSet::empty();
-        nix::sys::signal::sigprocmask(
-            SigmaskHow::SIG_BLOCK,
-            Some(&collected),
-            Some(&mut inherited_mask),
-        )
-        .map_err(SignalError::Block)?;
+        let mut inherited_mask = 0;
+        set_mask(libc::SIG_BLOCK, &collected(), Some(&mut inherited_mask))
+            .map_err(SignalError::Block)?;
         let inherited_sigchld = reset_sigchld_if_ignored()?;
         Ok(SignalState {
-            collected,
+            own_pid: std::process::id() as libc::pid_t,
             order: Cell::new(Order {
                 last: 0,
                 run: 0,
@@ -182,21 +223,14 @@ impl SignalState {
         })
     }
 
-    /// Restores the signal state ferrinit was started with. Only async-signal-safe calls: this
-    /// runs in the forked child before `exec`.
+    /// Restores the signal state ferrinit was started with, signals 32 and 33 included. Only
+    /// async-signal-safe calls: this runs in the forked child before `exec`.
     pub fn restore_inherited_in_child(&self) {
         if let Some(action) = &self.inherited_sigchld {
             // SAFETY: `action` is the valid sigaction that the kernel gave us at start-up.
             unsafe { libc::sigaction(libc::SIGCHLD, action, std::ptr::null_mut()) };
         }
-        // SAFETY: the set is initialised; sigprocmask is async-signal-safe.
-        unsafe {
-            libc::sigprocmask(
-                libc::SIG_SETMASK,
-                self.inherited_mask.as_ref(),
-                std::ptr::null_mut(),
-            )
-        };
+        let _ = set_mask(libc::SIG_SETMASK, &self.inherited_mask, None);
     }
 
     /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
@@ -204,13 +238,10 @@ impl SignalState {
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
         loop {
             let received = self.take_next(deadline)?;
-            // A write of ferrinit's own to a stderr nobody reads any more raises SIGPIPE at
-            // ferrinit, from ferrinit. It is no signal for the child: forwarded, it would kill a
-            // healthy child, and each forward logged would raise the next one.
-            if received.sig == Sig(libc::SIGPIPE) && received.sender == std::process::id() as i32 {
-                continue;
+            if !received.raised_by(self.own_pid) {
+                return Some(received);
             }
-            return Some(received);
+            // Not a word about it: a log line to such a stderr would raise the next one.
         }
     }
 
@@ -226,7 +257,7 @@ impl SignalState {
         }
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match dequeue(self.collected.as_ref(), timeout) {
+            match dequeue(collected(), timeout) {
                 Ok(received) => {
                     // After SIGCHLD the next wait can go straight to sleep: reaping takes every
                     // exit there is. After any other signal more may be waiting (real-time ones
@@ -252,23 +283,22 @@ impl SignalState {
     /// Takes one already pending signal, choosing which one itself rather than leaving it to
     /// the kernel: see [`Order`].
     fn take_pending(&self) -> Option<Received> {
-        // SAFETY: sigset_t is plain data; sigpending fills it in.
-        let mut pending: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `pending` is valid writable storage.
-        if unsafe { libc::sigpending(&mut pending) } != 0 {
+        let mut pending: KernelSet = 0;
+        // SAFETY: `pending` is writable storage for a kernel sigset of the size passed.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigpending,
+                &mut pending as *mut KernelSet,
+                KERNEL_SET_SIZE,
+            )
+        };
+        if result != 0 {
             return None;
         }
         let order = self.order.get();
-        let pick = order.choose(low_word(&pending) & low_word(self.collected.as_ref()))?;
-        // SAFETY: sigset_t is plain data, initialised by sigemptyset.
-        let mut only: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `only` is valid storage and `pick` a valid signal number.
-        unsafe {
-            libc::sigemptyset(&mut only);
-            libc::sigaddset(&mut only, pick);
-        }
+        let pick = order.choose(pending & collected())?;
         let started = Instant::now();
-        let received = dequeue(&only, Some(Duration::ZERO)).ok()?;
+        let received = dequeue(bit(pick), Some(Duration::ZERO)).ok()?;
         self.order.set(Order {
             last: pick,
             run: order.run_after(pick),
@@ -276,17 +306,6 @@ impl SignalState {
             backlog: true,
         });
         Some(received)
-    }
-}
-
-/// Signals 1 to 64 as bits 0 to 63: the first word of glibc's sigset_t, all the kernel uses.
-fn low_word(set: &libc::sigset_t) -> u64 {
-    // SAFETY: sigset_t is at least 64 bits of plain data; read unaligned, since on some targets
-    // it is only 4-aligned.
-    unsafe {
-        (set as *const libc::sigset_t)
-            .cast::<u64>()
-            .read_unaligned()
     }
 }
 
@@ -352,21 +371,27 @@ impl Order {
     }
 }
 
-/// Takes one signal of `set`, waiting up to `timeout` (forever if `None`).
-fn dequeue(set: *const libc::sigset_t, timeout: Option<Duration>) -> Result<Received, Errno> {
+/// Takes one signal of `set`, waiting up to `timeout` (forever if `None`). The system call
+/// itself, as with the mask: see [`KernelSet`].
+fn dequeue(set: KernelSet, timeout: Option<Duration>) -> Result<Received, Errno> {
     let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
-    let result = match timeout {
-        // SAFETY: `set` points to an initialised set and `info` is writable storage for one
-        // siginfo_t.
-        None => unsafe { libc::sigwaitinfo(set, info.as_mut_ptr()) },
-        Some(left) => {
-            let timeout = libc::timespec {
-                tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-                tv_nsec: left.subsec_nanos().into(),
-            };
-            // SAFETY: as above; `timeout` is a valid timespec.
-            unsafe { libc::sigtimedwait(set, info.as_mut_ptr(), &timeout) }
-        }
+    let timeout = timeout.map(|left| libc::timespec {
+        tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: left.subsec_nanos().into(),
+    });
+    let timeout = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `set` is a kernel sigset of the size passed, `info` writable storage for one
+    // siginfo_t, and `timeout` null (no timeout) or a valid timespec.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigtimedwait,
+            &set as *const KernelSet,
+            info.as_mut_ptr(),
+            timeout,
+            KERNEL_SET_SIZE,
+        )
     };
     if result <= 0 {
         return Err(Errno::last());
@@ -377,15 +402,66 @@ fn dequeue(set: *const libc::sigset_t, timeout: Option<Duration>) -> Result<Rece
     // zero or garbage that is only ever printed.
     let sender = unsafe { info.si_pid() };
     Ok(Received {
-        sig: Sig(result),
+        sig: Sig(result as i32),
         sender,
+        code: info.si_code,
+        queued: (info.si_code == libc::SI_QUEUE).then_some(Queued(info)),
     })
 }
 
+/// The signals the kernel raises at a process for what that process itself did: a fault, a
+/// write to a pipe nobody reads (SIGPIPE) or past RLIMIT_FSIZE (SIGXFSZ), RLIMIT_CPU (SIGXCPU).
+const ABOUT_THE_RECEIVER: &[i32] = &[
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+    libc::SIGPIPE,
+    libc::SIGXFSZ,
+    libc::SIGXCPU,
+];
+
+#[derive(Clone, Copy)]
 pub struct Received {
     pub sig: Sig,
     pub sender: libc::pid_t,
+    /// `si_code`: > 0 when the kernel raised the signal, <= 0 when a process sent it.
+    pub code: i32,
+    /// Set when the signal was sent with `sigqueue`: its value and sender go with it.
+    pub queued: Option<Queued>,
 }
+
+impl Received {
+    /// Whether ferrinit (`own_pid`) raised this signal at itself: then it is not the child's
+    /// business. Forwarded, it would kill a healthy child, and each forward logged to such a
+    /// stderr would raise the next one. The kernel reports SIGPIPE and SIGXFSZ as sent by us
+    /// (SI_USER from our own pid: ferrinit itself never sends one that way; `raise` says
+    /// SI_TKILL), SIGXCPU and a fault as its own (si_code > 0). The same signals sent by another
+    /// process are forwarded like any other.
+    fn raised_by(&self, own_pid: libc::pid_t) -> bool {
+        let by_our_own_hand = self.code == libc::SI_USER && self.sender == own_pid;
+        let by_the_kernel_about_us = self.code > 0 && ABOUT_THE_RECEIVER.contains(&self.sig.0);
+        by_our_own_hand || by_the_kernel_about_us
+    }
+
+    /// As `kill(2)` would deliver `sig` from another process.
+    #[cfg(test)]
+    pub fn sent(sig: Sig) -> Received {
+        Received {
+            sig,
+            sender: 1234,
+            code: libc::SI_USER,
+            queued: None,
+        }
+    }
+}
+
+/// The siginfo of a signal sent with `sigqueue`.
+#[derive(Clone, Copy)]
+pub struct Queued(libc::siginfo_t);
 
 fn reset_sigchld_if_ignored() -> Result<Option<libc::sigaction>, SignalError> {
     let mut current = MaybeUninit::<libc::sigaction>::uninit();
@@ -395,8 +471,9 @@ fn reset_sigchld_if_ignored() -> Result<Option<libc::sigaction>, SignalError> {
     }
     // SAFETY: sigaction succeeded, so it filled `current`.
     let current = unsafe { current.assume_init() };
-    let ignored = current.sa_sigaction == libc::SIG_IGN;
-    if !ignored && current.sa_flags & libc::SA_NOCLDWAIT == 0 {
+    // Only SIG_IGN can come through exec: it resets every other handler to SIG_DFL and clears
+    // every flag, SA_NOCLDWAIT included.
+    if current.sa_sigaction != libc::SIG_IGN {
         return Ok(None);
     }
     // SAFETY: an all-zero sigaction is SIG_DFL with no flags and an empty mask.
@@ -417,13 +494,37 @@ pub enum Target {
 
 impl Target {
     pub fn send(self, sig: Sig) -> Result<(), Errno> {
-        let pid = match self {
-            Target::Process(pid) => pid.as_raw(),
-            Target::Group(pgid) => -pgid.as_raw(),
+        self.send_queued(sig, None)
+    }
+
+    /// Sends `sig`; with `queued`, to a process as `sigqueue` delivered it to us: the same value
+    /// and sender. A group gets it without: the kernel queues a siginfo to one process only.
+    pub fn send_queued(self, sig: Sig, queued: Option<&Queued>) -> Result<(), Errno> {
+        let result = match (self, queued) {
+            (Target::Process(pid), Some(Queued(info))) => {
+                let mut info = *info;
+                info.si_signo = sig.0;
+                // SAFETY: `info` is a valid siginfo_t with si_code SI_QUEUE, which the kernel
+                // accepts for another process. `pid` is our child's, never 0 or -1.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigqueueinfo,
+                        pid.as_raw(),
+                        sig.0,
+                        &info as *const libc::siginfo_t,
+                    )
+                }
+            }
+            (Target::Process(pid), None) => {
+                // SAFETY: kill has no memory-safety preconditions; `pid` is a child's, > 1.
+                unsafe { libc::kill(pid.as_raw(), sig.0) }.into()
+            }
+            (Target::Group(pgid), _) => {
+                // SAFETY: as above; `-pgid` names the child's group, never 0 or -1.
+                unsafe { libc::kill(-pgid.as_raw(), sig.0) }.into()
+            }
         };
-        // SAFETY: kill has no memory-safety preconditions. `pid` is never 0 or -1 here: both
-        // variants hold a child's pid, which is > 1.
-        Errno::result(unsafe { libc::kill(pid, sig.0) }).map(drop)
+        Errno::result(result).map(drop)
     }
 }
 
@@ -576,22 +677,44 @@ mod tests {
     }
 
     #[test]
-    fn collects_everything_but_kill_stop_and_synchronous_faults() {
-        let uncollected: Vec<i32> = (1..=31).filter(|&n| !Sig(n).is_collected()).collect();
-        let mut expected = vec![
-            libc::SIGKILL,
-            libc::SIGSTOP,
-            libc::SIGSEGV,
-            libc::SIGBUS,
-            libc::SIGILL,
-            libc::SIGFPE,
-            libc::SIGABRT,
-            libc::SIGTRAP,
-            libc::SIGSYS,
-        ];
-        expected.sort();
-        assert_eq!(uncollected, expected);
-        assert!((libc::SIGRTMIN()..=libc::SIGRTMAX()).all(|n| Sig(n).is_collected()));
+    fn collects_every_signal_but_kill_and_stop() {
+        let uncollected: Vec<i32> = (1..=64).filter(|&n| !Sig(n).is_collected()).collect();
+        assert_eq!(uncollected, [libc::SIGKILL, libc::SIGSTOP]);
+    }
+
+    #[test]
+    fn what_ferrinit_raised_at_itself_is_not_received_but_the_same_from_others_is() {
+        let own = std::process::id() as i32;
+        let got = |sig: i32, code: i32, sender: i32| Received {
+            sig: Sig(sig),
+            sender,
+            code,
+            queued: None,
+        };
+        // As measured: SIGPIPE and SIGXFSZ come as SI_USER from our own pid, SIGXCPU as
+        // SI_KERNEL from pid 0, a fault with its own si_code > 0.
+        for ours in [
+            got(libc::SIGPIPE, libc::SI_USER, own),
+            got(libc::SIGXFSZ, libc::SI_USER, own),
+            got(libc::SIGXCPU, libc::SI_KERNEL, 0),
+            got(libc::SIGSEGV, 1, 0),
+            got(libc::SIGBUS, libc::SI_KERNEL, 0),
+        ] {
+            assert!(ours.raised_by(own), "{}", ours.sig);
+        }
+        for theirs in [
+            got(libc::SIGPIPE, libc::SI_USER, own + 1),
+            got(libc::SIGXFSZ, libc::SI_QUEUE, 0),
+            got(libc::SIGSEGV, libc::SI_USER, 0),
+            got(libc::SIGABRT, libc::SI_TKILL, own + 1),
+            // -p: the parent-death signal ferrinit raises itself when the parent died early.
+            got(libc::SIGTERM, libc::SI_TKILL, own),
+            // The terminal's SIGWINCH and SIGHUP come from the kernel too.
+            got(libc::SIGWINCH, libc::SI_KERNEL, 0),
+            got(libc::SIGHUP, libc::SI_KERNEL, 0),
+        ] {
+            assert!(!theirs.raised_by(own), "{}", theirs.sig);
+        }
     }
 
     mod properties {

@@ -1,13 +1,17 @@
 //! Starting the main child: fork, give it its own process group (and the terminal), hand back the
 //! signal state ferrinit inherited, exec. Everything the child needs is prepared before `fork`, so
 //! that between `fork` and `exec` it makes only async-signal-safe calls.
+//!
+//! The command's arguments and the environment are handed to execve where the C runtime put
+//! them, never copied (see cli.rs).
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use crate::cli::Command;
 use crate::environ::Environ;
 use crate::exit_status::code;
 use crate::signals::SignalState;
@@ -18,20 +22,26 @@ const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("cannot run '{command}': not found in PATH={path}")]
-    NotInPath { command: String, path: String },
+    #[error("cannot run '{command}': not found in PATH ({searched} {})", plural(*.searched))]
+    NotInPath { command: String, searched: usize },
     #[error("cannot run '{command}': {reason}")]
     Exec {
         command: String,
         errno: Errno,
         reason: String,
     },
-    #[error("cannot run '{0}': an argument contains a NUL byte")]
-    NulByte(String),
     #[error("cannot map memory to watch the child's exec: {0}")]
     Memory(#[source] Errno),
     #[error("cannot fork the child: {0}")]
     Fork(#[source] Errno),
+}
+
+fn plural(dirs: usize) -> &'static str {
+    if dirs == 1 {
+        "directory searched"
+    } else {
+        "directories searched"
+    }
 }
 
 impl SpawnError {
@@ -43,7 +53,7 @@ impl SpawnError {
                 errno: Errno::ENOENT | Errno::ENOTDIR,
                 ..
             } => code::NOT_FOUND,
-            SpawnError::Exec { .. } | SpawnError::NulByte(_) => code::NOT_EXECUTABLE,
+            SpawnError::Exec { .. } => code::NOT_EXECUTABLE,
             SpawnError::Memory(_) | SpawnError::Fork(_) => code::INTERNAL,
         }
     }
@@ -51,84 +61,78 @@ impl SpawnError {
 
 /// Everything `exec` needs, built before `fork`.
 struct Exec {
-    command: String,
-    /// The program, NUL-terminated; searched in `path` unless it holds a '/'.
-    program: CString,
+    command: Command,
+    /// Where to search the program, unless its name holds a '/'.
     path: Option<&'static [u8]>,
-    argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    /// `/bin/sh PROGRAM ARG...`, for a file that is executable but not a binary (ENOEXEC), as
-    /// execvp does. Slot 1 is filled in the child.
-    sh_argv_ptrs: Vec<*const libc::c_char>,
-    envp: Vec<*const libc::c_char>,
-    /// `LISTEN_PID=` plus room for the child's pid, written in the child (socket activation).
-    listen_pid: Option<Box<[u8; 32]>>,
+    envp: *const *const libc::c_char,
+    /// Only for socket activation: the rewritten environment that `envp` points into, and the
+    /// `LISTEN_PID=` slot the child fills in with its pid.
+    listen: Option<(Vec<*const libc::c_char>, Box<[u8; 32]>)>,
 }
 
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
-/// Longest full path tried, NUL included (PATH_MAX).
+/// The longest path the kernel takes, NUL included.
 const PATH_MAX: usize = libc::PATH_MAX as usize;
+/// Longest program name searched in PATH (glibc's execvp: ENAMETOOLONG from NAME_MAX on).
+const NAME_MAX: usize = 255;
 
 impl Exec {
-    fn new(command: &[OsString], environ: &Environ) -> Result<Exec, SpawnError> {
-        let name = command[0].to_string_lossy().into_owned();
-        let argv = command
-            .iter()
-            .map(|arg| CString::new(arg.as_bytes()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| SpawnError::NulByte(name.clone()))?;
-        let program = argv[0].clone();
-        let path = (!program.as_bytes().contains(&b'/'))
+    fn new(command: Command, environ: &Environ) -> Exec {
+        let name = command.program().to_bytes();
+        let path = (!name.contains(&b'/'))
             .then(|| environ.get("PATH").map_or(DEFAULT_PATH, |p| p.as_bytes()));
-        let argv_ptrs = pointers(&argv);
-        let mut sh_argv_ptrs = vec![c"/bin/sh".as_ptr(), std::ptr::null()];
-        sh_argv_ptrs.extend_from_slice(&argv_ptrs[1..]);
-        let (envp, listen_pid) = child_environment(environ);
-        Ok(Exec {
-            command: name,
-            program,
+        let mut exec = Exec {
+            command,
             path,
-            argv,
-            argv_ptrs,
-            sh_argv_ptrs,
-            envp,
-            listen_pid,
-        })
+            envp: environ.block(),
+            listen: listen_environment(environ),
+        };
+        if let Some((envp, _)) = &exec.listen {
+            exec.envp = envp.as_ptr();
+        }
+        exec
     }
 
-    /// Runs the program as execvp does: directly if it names a path, else from each PATH
-    /// entry in turn, building each full path on the stack. Returns why nothing could run.
+    /// Runs the program as glibc's execvp does: directly if it names a path, else from each
+    /// PATH entry in turn, building each full path on the stack, going on past the errors that
+    /// say "not here" and remembering EACCES. Leaves why nothing could run in `finding`.
     /// Runs in the child: async-signal-safe only.
-    fn exec_in_child(&mut self) -> Errno {
+    fn exec_in_child(&mut self, finding: &mut Finding) {
+        let name = self.command.program().to_bytes();
         // execvp's answer for an empty name, which no PATH entry can supply.
-        if self.program.is_empty() {
-            return Errno::ENOENT;
+        if name.is_empty() {
+            finding.errno = Errno::ENOENT as i32;
+            return;
         }
-        let mut run = Run {
-            argv: &self.argv_ptrs,
-            sh_argv: &mut self.sh_argv_ptrs,
-            envp: &self.envp,
-        };
         let Some(path) = self.path else {
-            return run.exec(self.program.as_ptr());
+            let errno = self.exec_one(self.command.program().as_ptr(), finding);
+            finding.errno = errno as i32;
+            return;
         };
-        let name = self.program.as_bytes();
-        let mut full = [0u8; PATH_MAX];
+        if name.len() >= NAME_MAX {
+            finding.errno = Errno::ENAMETOOLONG as i32;
+            return;
+        }
+        // As glibc: an entry of PATH_MAX bytes or more is skipped; a shorter one is tried even
+        // when, with the name, it is too long (execve's ENAMETOOLONG then ends the search).
+        let mut full = [0u8; PATH_MAX + NAME_MAX + 1];
         let mut denied = false;
         let mut last = Errno::ENOENT;
         for dir in path.split(|&b| b == b':') {
-            // An empty PATH entry means the current directory.
-            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-            let len = dir.len() + 1 + name.len();
-            if len >= PATH_MAX {
+            if dir.len() >= PATH_MAX {
                 continue;
             }
-            full[..dir.len()].copy_from_slice(dir);
-            full[dir.len()] = b'/';
-            full[dir.len() + 1..len].copy_from_slice(name);
+            // An empty PATH entry means the current directory: the name alone.
+            let prefix = if dir.is_empty() { 0 } else { dir.len() + 1 };
+            let len = prefix + name.len();
+            if prefix > 0 {
+                full[..dir.len()].copy_from_slice(dir);
+                full[dir.len()] = b'/';
+            }
+            full[prefix..len].copy_from_slice(name);
             full[len] = 0;
-            last = run.exec(full.as_ptr().cast());
+            last = self.exec_one(full.as_ptr().cast(), finding);
             match last {
                 Errno::EACCES => denied = true,
                 Errno::ENOENT
@@ -136,95 +140,221 @@ impl Exec {
                 | Errno::ESTALE
                 | Errno::ENODEV
                 | Errno::ETIMEDOUT => {}
-                other => return other,
+                other => {
+                    finding.errno = other as i32;
+                    return;
+                }
             }
         }
-        if denied { Errno::EACCES } else { last }
+        finding.errno = if denied { Errno::EACCES } else { last } as i32;
     }
 
-    fn error(&self, errno: Errno) -> SpawnError {
-        if let (Some(path), Errno::ENOENT | Errno::ENOTDIR) = (self.path, errno) {
-            return SpawnError::NotInPath {
-                command: self.command.clone(),
-                path: String::from_utf8_lossy(path).into_owned(),
-            };
-        }
-        let is_dir = self.path.is_none()
-            && std::fs::metadata(OsStr::from_bytes(self.argv[0].as_bytes()))
-                .is_ok_and(|m| m.is_dir());
-        let reason = if errno == Errno::EACCES && is_dir {
-            "it is a directory".to_owned()
-        } else {
-            errno.desc().to_owned()
-        };
-        SpawnError::Exec {
-            command: self.command.clone(),
-            errno,
-            reason,
-        }
-    }
-}
-
-/// The arrays one execve needs.
-struct Run<'a> {
-    argv: &'a [*const libc::c_char],
-    sh_argv: &'a mut [*const libc::c_char],
-    envp: &'a [*const libc::c_char],
-}
-
-impl Run<'_> {
-    /// One execve, with execvp's fallback to /bin/sh for a file without a known format.
-    /// Async-signal-safe.
-    fn exec(&mut self, file: *const libc::c_char) -> Errno {
-        // SAFETY: all arrays are NUL-terminated arrays of valid C strings that outlive the call,
-        // and `file` is a NUL-terminated path; execve only returns on failure.
-        unsafe { libc::execve(file, self.argv.as_ptr(), self.envp.as_ptr()) };
-        let errno = Errno::last();
+    /// One execve, with execvp's fallback to `/bin/sh FILE ARG...` for a file of no known
+    /// format (ENOEXEC): then the shell's errno is the answer, as with execvp. On failure, looks
+    /// at the file from where the user named it (this process has not left the user's working
+    /// directory) and notes what explains the failure. Async-signal-safe.
+    fn exec_one(&mut self, file: *const libc::c_char, finding: &mut Finding) -> Errno {
+        let argv = self.command.argv();
+        // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the
+        // call, and `file` is a NUL-terminated path; execve only returns on failure.
+        unsafe { libc::execve(file, argv.cast_const(), self.envp) };
+        let mut errno = Errno::last();
         if errno == Errno::ENOEXEC {
-            self.sh_argv[1] = file;
-            // SAFETY: as above.
+            // SAFETY: `argv[-1]` is part of argv (Command's contract) and this is the child's own
+            // copy of it: the shell's arguments are built in place and put back afterwards.
             unsafe {
-                libc::execve(
-                    c"/bin/sh".as_ptr(),
-                    self.sh_argv.as_ptr(),
-                    self.envp.as_ptr(),
-                )
-            };
+                let sh_argv = argv.sub(1);
+                let saved = (*sh_argv, *argv);
+                *sh_argv = c"/bin/sh".as_ptr();
+                *argv = file;
+                libc::execve(c"/bin/sh".as_ptr(), sh_argv.cast_const(), self.envp);
+                errno = Errno::last();
+                (*sh_argv, *argv) = saved;
+            }
+            finding.note(file, Kind::NoShell, &[]);
+        } else {
+            finding.examine(file, errno);
         }
         errno
     }
+
+    fn error(&self, finding: &Finding) -> Option<SpawnError> {
+        let errno = match finding.errno {
+            0 => return None,
+            errno => Errno::from_raw(errno),
+        };
+        let command = self.command.name();
+        let file = String::from_utf8_lossy(finding.file());
+        // In a PATH search, name the file the finding is about.
+        let subject = if self.path.is_some() {
+            format!("'{file}'")
+        } else {
+            "it".to_owned()
+        };
+        let reason = match (errno, finding.kind) {
+            (Errno::EACCES, Kind::Directory) => format!("{subject} is a directory"),
+            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingInterpreter) => {
+                let interpreter = String::from_utf8_lossy(finding.interpreter());
+                format!("{subject} is a script for '{interpreter}', which does not exist")
+            }
+            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingLoader) => {
+                format!("{subject} exists, but its program interpreter (dynamic loader) does not")
+            }
+            // (An EACCES met elsewhere in PATH is the answer then, as with execvp.)
+            (errno, Kind::NoShell) if errno != Errno::EACCES => format!(
+                "{subject} is in no executable format, and /bin/sh could not run it: {}",
+                errno.desc()
+            ),
+            (Errno::ENOENT | Errno::ENOTDIR, _) if self.path.is_some() => {
+                let searched = self.path.map_or(0, |p| p.split(|&b| b == b':').count());
+                return Some(SpawnError::NotInPath { command, searched });
+            }
+            _ => errno.desc().to_owned(),
+        };
+        Some(SpawnError::Exec {
+            command,
+            errno,
+            reason,
+        })
+    }
 }
 
-fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings
+/// What the child found out about a failed exec, left in memory shared with ferrinit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Nothing,
+    /// EACCES from a directory.
+    Directory,
+    /// ENOENT from a script whose `#!` interpreter is missing.
+    MissingInterpreter,
+    /// ENOENT from a file that exists and is no script: its ELF interpreter is missing.
+    MissingLoader,
+    /// ENOEXEC, and /bin/sh could not be run in its place.
+    NoShell,
+}
+
+/// The longest `#!` line the kernel reads (BINPRM_BUF_SIZE).
+const SHEBANG_MAX: usize = 256;
+
+#[repr(C)]
+struct Finding {
+    /// errno of the exec that failed, 0 if none did.
+    errno: i32,
+    /// The first explanation found, and the file (and interpreter) it is about.
+    kind: Kind,
+    file_len: u16,
+    file: [u8; PATH_MAX],
+    interpreter_len: u16,
+    interpreter: [u8; SHEBANG_MAX],
+}
+
+impl Finding {
+    fn file(&self) -> &[u8] {
+        &self.file[..usize::from(self.file_len).min(PATH_MAX)]
+    }
+
+    fn interpreter(&self) -> &[u8] {
+        &self.interpreter[..usize::from(self.interpreter_len).min(SHEBANG_MAX)]
+    }
+
+    /// Notes what explains `errno` for `file`, unless something was noted already. Uses only
+    /// stat, open, read and close: async-signal-safe.
+    fn examine(&mut self, file: *const libc::c_char, errno: Errno) {
+        if self.kind != Kind::Nothing {
+            return;
+        }
+        match errno {
+            Errno::EACCES => {
+                // SAFETY: `stat` is plain storage, filled in by the call before it is read.
+                let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: `file` is a NUL-terminated path.
+                let is_dir = unsafe { libc::stat(file, &mut stat) } == 0
+                    && stat.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                if is_dir {
+                    self.note(file, Kind::Directory, &[]);
+                }
+            }
+            Errno::ENOENT => {
+                let mut head = [0u8; SHEBANG_MAX];
+                // SAFETY: `file` is a NUL-terminated path; `head` is writable for its length.
+                let read = unsafe {
+                    let fd = libc::open(file, libc::O_RDONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return;
+                    }
+                    let read = libc::read(fd, head.as_mut_ptr().cast(), head.len());
+                    libc::close(fd);
+                    usize::try_from(read).unwrap_or(0)
+                };
+                match interpreter_of(&head[..read]) {
+                    Some(interpreter) => self.note(file, Kind::MissingInterpreter, interpreter),
+                    None => self.note(file, Kind::MissingLoader, &[]),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Records the first explanation found. Async-signal-safe.
+    fn note(&mut self, file: *const libc::c_char, kind: Kind, interpreter: &[u8]) {
+        if self.kind != Kind::Nothing {
+            return;
+        }
+        // SAFETY: `file` is a NUL-terminated path (of which PATH_MAX bytes are kept: a longer
+        // one could not have been found).
+        let path = unsafe { CStr::from_ptr(file) }.to_bytes();
+        let len = path.len().min(PATH_MAX);
+        self.file[..len].copy_from_slice(&path[..len]);
+        self.file_len = len as u16;
+        let len = interpreter.len().min(SHEBANG_MAX);
+        self.interpreter[..len].copy_from_slice(&interpreter[..len]);
+        self.interpreter_len = len as u16;
+        self.kind = kind;
+    }
+}
+
+/// The interpreter a `#!` line names: after `#!` and blanks, up to a blank or the line's end.
+fn interpreter_of(head: &[u8]) -> Option<&[u8]> {
+    let line = head.strip_prefix(b"#!")?;
+    let start = line.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let line = &line[start..];
+    let end = line
         .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
+        .position(|&b| matches!(b, b' ' | b'\t' | b'\n' | 0))
+        .unwrap_or(line.len());
+    (end > 0).then_some(&line[..end])
 }
 
-/// ferrinit's own environment, untouched, except for socket activation: when LISTEN_PID names
-/// ferrinit, the descriptors are meant for the child, so LISTEN_PID must name the child (filled in
-/// after fork) and LISTEN_PIDFDID, which would name ferrinit too, is dropped.
-fn child_environment(environ: &Environ) -> (Vec<*const libc::c_char>, Option<Box<[u8; 32]>>) {
-    let mut envp = environ.entries.clone();
+/// ferrinit's own environment is the child's, untouched, except for socket activation: when
+/// LISTEN_PID names ferrinit, the descriptors are meant for the child, so LISTEN_PID must name the
+/// child (filled in after fork) and LISTEN_PIDFDID, which would name ferrinit too, is dropped.
+/// Only then is the block of pointers copied.
+fn listen_environment(environ: &Environ) -> Option<(Vec<*const libc::c_char>, Box<[u8; 32]>)> {
     let names_us = |pid: &OsStr| pid.as_bytes() == std::process::id().to_string().as_bytes();
     if !environ.get("LISTEN_PID").is_some_and(names_us) {
-        return (envp, None);
+        return None;
     }
     let slot = Box::new([0u8; 32]);
     let starts_with = |entry: *const libc::c_char, prefix: &[u8]| {
-        // SAFETY: every non-null entry is a valid C string from `environ`.
-        !entry.is_null()
-            && unsafe { CStr::from_ptr(entry) }
-                .to_bytes()
-                .starts_with(prefix)
+        // SAFETY: every entry is a valid C string from `environ`.
+        unsafe { CStr::from_ptr(entry) }
+            .to_bytes()
+            .starts_with(prefix)
     };
-    envp.retain(|&entry| !starts_with(entry, b"LISTEN_PIDFDID="));
-    for entry in envp.iter_mut().filter(|e| starts_with(**e, LISTEN_PID)) {
-        *entry = slot.as_ptr().cast();
-    }
-    (envp, Some(slot))
+    let envp = environ
+        .entries()
+        .filter(|&entry| !starts_with(entry, b"LISTEN_PIDFDID="))
+        .map(|entry| {
+            if starts_with(entry, LISTEN_PID) {
+                slot.as_ptr().cast()
+            } else {
+                entry
+            }
+        })
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    Some((envp, slot))
 }
 
 /// Writes `LISTEN_PID=<pid>\0` into the slot. Async-signal-safe (no allocation, no locale).
@@ -247,17 +377,19 @@ fn write_listen_pid(slot: &mut [u8; 32], pid: libc::pid_t) {
     slot[LISTEN_PID.len() + len] = 0;
 }
 
-/// Starts the command and returns once it has been exec'd, or with the reason it could not be.
+/// Starts the command and returns once it has been forked; whether its exec worked is known
+/// once it has been reaped ([`Child::exec_error`]).
 pub fn spawn(
-    command: &[OsString],
+    command: Command,
     environ: &Environ,
     signals: &SignalState,
     terminal: Option<&Terminal>,
 ) -> Result<Child, SpawnError> {
-    let mut exec = Exec::new(command, environ)?;
+    let mut exec = Exec::new(command, environ);
     let report = ExecReport::new()?;
     // SAFETY: ferrinit is single-threaded, and the child only makes async-signal-safe calls
-    // (setpgid, tcsetpgrp, sigaction, sigprocmask, execve, _exit) on memory prepared above.
+    // (setpgid, open, tcsetpgrp, close, sigaction, sigprocmask, execve, stat, read, _exit) on
+    // memory prepared above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(SpawnError::Fork(Errno::last()));
@@ -269,11 +401,11 @@ pub fn spawn(
             if terminal.is_some() {
                 Terminal::give_to_self_in_child();
             }
-            if let Some(slot) = exec.listen_pid.as_deref_mut() {
+            if let Some((_, slot)) = exec.listen.as_mut() {
                 write_listen_pid(slot, libc::getpid());
             }
             signals.restore_inherited_in_child();
-            report.set(exec.exec_in_child());
+            exec.exec_in_child(report.finding_in_child());
             libc::_exit(code::NOT_FOUND.into());
         }
     }
@@ -298,14 +430,14 @@ impl Child {
     /// Why the command could not be started, if it could not. Only meaningful once the child
     /// has been reaped: the report is written before the child exits.
     pub fn exec_error(&self) -> Option<SpawnError> {
-        self.report.get().map(|errno| self.exec.error(errno))
+        self.exec.error(self.report.finding())
     }
 }
 
-/// One word of memory shared with the child until its exec: where it leaves errno if the exec
-/// fails. ferrinit reads it only after reaping the child, so it never waits for the exec itself
-/// (no pipe to block on, no descriptor to keep).
-struct ExecReport(std::ptr::NonNull<i32>);
+/// Memory shared with the child until its exec: where it leaves errno and what it found out if
+/// the exec fails. ferrinit reads it only after reaping the child, so it never waits for the exec
+/// itself (no pipe to block on, no descriptor to keep).
+struct ExecReport(std::ptr::NonNull<Finding>);
 
 impl ExecReport {
     fn new() -> Result<ExecReport, SpawnError> {
@@ -313,7 +445,7 @@ impl ExecReport {
         let page = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                size_of::<i32>(),
+                size_of::<Finding>(),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED | libc::MAP_ANONYMOUS,
                 -1,
@@ -323,23 +455,25 @@ impl ExecReport {
         if page == libc::MAP_FAILED {
             return Err(SpawnError::Memory(Errno::last()));
         }
-        // mmap never returns null on success; the page is zero-filled: "no error".
+        // mmap never returns null on success; the memory is zero-filled, which is a valid
+        // Finding: errno 0 ("no error"), Kind::Nothing.
         std::ptr::NonNull::new(page.cast())
             .map(ExecReport)
             .ok_or(SpawnError::Memory(Errno::EINVAL))
     }
 
-    /// In the child, after a failed exec. Async-signal-safe.
-    fn set(&self, errno: Errno) {
-        // SAFETY: the mapping is valid, aligned and shared; only the child writes it.
-        unsafe { self.0.as_ptr().write_volatile(errno as i32) };
+    /// In the child: only the child writes, and ferrinit does not read until it has exited.
+    #[allow(clippy::mut_from_ref)]
+    fn finding_in_child(&self) -> &mut Finding {
+        // SAFETY: the mapping is valid, aligned, initialised (zero) and, in the child, used by
+        // nobody else.
+        unsafe { &mut *self.0.as_ptr() }
     }
 
-    fn get(&self) -> Option<Errno> {
+    fn finding(&self) -> &Finding {
         // SAFETY: the mapping stays valid for ferrinit's whole life; the child that wrote it has
         // exited (and been reaped) before anyone asks.
-        let errno = unsafe { self.0.as_ptr().read_volatile() };
-        (errno != 0).then(|| Errno::from_raw(errno))
+        unsafe { self.0.as_ref() }
     }
 }
 
@@ -360,6 +494,18 @@ mod tests {
             CStr::from_bytes_until_nul(&slot).unwrap().to_bytes(),
             b"LISTEN_PID=7"
         );
+    }
+
+    #[test]
+    fn the_shebang_line_names_the_interpreter() {
+        assert_eq!(interpreter_of(b"#!/bin/sh\n"), Some(&b"/bin/sh"[..]));
+        assert_eq!(
+            interpreter_of(b"#! /usr/bin/env python3\n"),
+            Some(&b"/usr/bin/env"[..])
+        );
+        assert_eq!(interpreter_of(b"#!\t/x"), Some(&b"/x"[..]));
+        assert_eq!(interpreter_of(b"#!\n"), None);
+        assert_eq!(interpreter_of(b"\x7fELF"), None);
     }
 
     #[test]

@@ -3,30 +3,33 @@
 
 use std::time::Instant;
 
+use nix::errno::Errno;
 use nix::unistd::Pid;
 
 use crate::cli::{Config, Mode};
-use crate::delay::Delays;
 use crate::drain::drain;
 use crate::environ::Environ;
 use crate::exit_status::{ChildStatus, code};
 use crate::fds;
+use crate::forward::{Forwarding, Outgoing, Phase};
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
 use crate::tty::Terminal;
 
-pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
-    if let Err(message) = become_reaper(config) {
+/// `parent`: ferrinit's parent when it started (for `-p`).
+pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+    if let Err(message) = become_reaper(config, parent) {
         error!("{message}");
         return code::INTERNAL;
     }
-    let Mode::Run(command) = &config.mode else {
+    let Mode::Run(command) = config.mode else {
         return pause(config, signals);
     };
-    let terminal = Terminal::foreground_at_start();
-    let spawned = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
+    let terminal = Terminal::controlling();
+    let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
+    let spawned = match spawn::spawn(command, environ, signals, give_terminal) {
         Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
@@ -37,7 +40,8 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     fds::close_inherited();
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
-    info!("started child {child}: {}", command[0].to_string_lossy());
+    // Whether the exec worked is known only once the child is reaped.
+    info!("forked child {child} to run {}", command.name());
 
     let mut supervisor = Supervisor::new(config, child, terminal, signals);
     let status = supervisor.wait_for_child();
@@ -45,11 +49,20 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
     let code = match spawned.exec_error() {
         Some(e) => {
             error!("{e}");
-            e.exit_code()
+            // As with tini, whose child exits 126 or 127 itself: `-e` applies.
+            config
+                .remap_exit
+                .exit_code(ChildStatus::Exited(e.exit_code()))
         }
         None => {
             if let Some(grace) = config.grace_period {
-                drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
+                drain(
+                    signals,
+                    &mut supervisor.reaper,
+                    &mut supervisor.forwarding,
+                    grace,
+                    config.drain_signal,
+                );
             }
             config.remap_exit.exit_code(status)
         }
@@ -61,16 +74,16 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
 }
 
 struct Supervisor<'a> {
-    config: &'a Config,
     signals: &'a SignalState,
     child: Pid,
     target: Target,
     reaper: Reaper,
-    delays: Delays,
+    forwarding: Forwarding,
     terminal: Option<Terminal>,
-    /// Started as a job in the terminal's foreground by a job-control shell.
+    /// Run as a job by a job-control shell, on ferrinit's controlling terminal.
     job_control: bool,
-    child_stopped: bool,
+    /// The signal that stopped the main child, while ferrinit has yet to act on the stop.
+    child_stopped: Option<Sig>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -82,7 +95,6 @@ impl<'a> Supervisor<'a> {
     ) -> Self {
         let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         Supervisor {
-            config,
             signals,
             child,
             target: if config.process_group {
@@ -90,23 +102,22 @@ impl<'a> Supervisor<'a> {
             } else {
                 Target::Process(child)
             },
-            reaper: Reaper::new(Some(child), config.warn_on_reap, job_control),
-            delays: Delays::new(&config.delays),
+            // On a terminal, the child's stops matter: Ctrl-Z, and SIGTTIN or SIGTTOU when it
+            // needs the terminal.
+            reaper: Reaper::new(Some(child), config.warn_on_reap, terminal.is_some()),
+            forwarding: Forwarding::new(&config.rewrites, &config.delays),
             terminal,
             job_control,
-            child_stopped: false,
+            child_stopped: None,
         }
     }
 
     /// The main loop: one signal at a time, no timeout unless a delayed signal is held.
     fn wait_for_child(&mut self) -> ChildStatus {
         loop {
-            let received = self.signals.next(self.delays.next_due());
-            // Due delayed signals go out even while a storm keeps the wait from timing out.
-            if self.delays.next_due().is_some() {
-                for sig in self.delays.take_due(Instant::now()) {
-                    self.forward(sig);
-                }
+            let received = self.signals.next(self.forwarding.next_due());
+            for due in self.forwarding.take_due(Instant::now(), Phase::Running) {
+                self.send(due);
             }
             match received {
                 None => {}
@@ -115,71 +126,93 @@ impl<'a> Supervisor<'a> {
                     if let Some(status) = reaped.main_exited {
                         return status;
                     }
-                    if reaped.main_stopped {
-                        self.child_was_stopped();
+                    if let Some(by) = reaped.main_stopped {
+                        self.child_was_stopped(by);
                     }
                 }
-                Some(Received { sig, sender }) => {
-                    debug!("received {sig} from pid {sender}");
-                    if sig == Sig::CONT && self.child_stopped {
+                Some(received) => {
+                    debug!("received {} from pid {}", received.sig, received.sender);
+                    if received.sig == Sig::CONT && self.child_stopped.is_some() {
                         self.resume_child();
-                    } else if let Some(sig) = self.delays.admit(sig, Instant::now()) {
-                        self.forward(sig);
-                    } else {
-                        info!("holding {sig} (--delay)");
+                        continue;
+                    }
+                    let now = Instant::now();
+                    for out in self.forwarding.admit(received, Phase::Running, now) {
+                        self.send(out);
                     }
                 }
             }
         }
     }
 
-    fn forward(&self, received: Sig) {
-        let rewritten = self
-            .config
-            .rewrites
-            .iter()
-            .rev()
-            .find(|(from, _)| *from == received);
-        let sig = match rewritten {
-            None => received,
-            Some((_, Some(to))) => *to,
-            Some((_, None)) => {
-                info!("dropping {received} (--rewrite)");
-                return;
+    fn send(&self, out: Outgoing) {
+        let sig = out.sig;
+        let mut target = self.target;
+        let mut result = target.send_queued(sig, out.queued.as_ref());
+        // With -g: the child moved to another process group (setpgid), leaving its own empty.
+        // The signal is still the child's.
+        if let (Err(Errno::ESRCH), Target::Group(child)) = (result, target) {
+            target = Target::Process(child);
+            result = target.send_queued(sig, out.queued.as_ref());
+            if result.is_ok() {
+                warning!(
+                    "process group {child} is gone (the child left it): {sig} sent to the child alone"
+                );
             }
-        };
-        match self.target.send(sig) {
-            Ok(()) => info!("forwarded {sig} to {}", self.target),
+        }
+        match result {
+            Ok(()) => info!("forwarded {sig} to {target}"),
             // The child is exiting; its SIGCHLD is on its way.
-            Err(nix::errno::Errno::ESRCH) => debug!("{} is gone; {sig} not forwarded", self.target),
-            Err(e) => warning!("could not forward {sig} to {}: {e}", self.target),
+            Err(Errno::ESRCH) => debug!("{target} is gone; {sig} not forwarded"),
+            Err(e) => warning!("could not forward {sig} to {target}: {e}"),
         }
     }
 
-    /// Ctrl-Z stopped the child. A shell waits for ferrinit, not for the child, so ferrinit gives
-    /// the terminal back and stops too: the shell prints its prompt, and its `fg` continues us.
-    fn child_was_stopped(&mut self) {
-        if !self.job_control {
+    /// The child stopped. Stopped by SIGTTIN or SIGTTOU, it wants the terminal: if ferrinit's
+    /// group holds the foreground, the child gets it and goes on at once. Otherwise, under a
+    /// job-control shell (which waits for ferrinit, not for the child), ferrinit gives the
+    /// terminal back and stops too: the shell prints its prompt, and its `fg` continues us (see
+    /// `resume_child`). Without one, only the child stops, until a SIGCONT comes to ferrinit.
+    fn child_was_stopped(&mut self, by: Sig) {
+        let Some(terminal) = &self.terminal else {
             return;
-        }
-        self.child_stopped = true;
-        if let Some(terminal) = &self.terminal {
+        };
+        let wants_terminal = by == Sig::TTIN || by == Sig::TTOU;
+        if wants_terminal && terminal.in_foreground() {
+            // Its current group: should the child have moved to another one, continuing it
+            // without giving that group the terminal would only stop it again.
+            match nix::unistd::getpgid(Some(self.child)) {
+                Ok(group) if terminal.give_to(group) => {
+                    info!("child stopped by {by}: giving it the terminal and continuing it");
+                    continue_group(group);
+                }
+                _ => {}
+            }
+        } else if self.job_control {
+            self.child_stopped = Some(by);
             terminal.take_back(self.child);
+            info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        } else if wants_terminal {
+            // Should ferrinit get the foreground later, its next SIGCONT hands it on.
+            self.child_stopped = Some(by);
         }
-        info!("child stopped: stopping ferrinit too, so that the shell can take over");
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
     }
 
     /// `fg` (or `bg`) continued ferrinit: continue the child's whole group, and give it the
-    /// terminal again if the shell gave it to us.
+    /// terminal if the shell gave it to us.
     fn resume_child(&mut self) {
-        self.child_stopped = false;
+        self.child_stopped = None;
         if let Some(terminal) = self.terminal.as_ref().filter(|t| t.in_foreground()) {
             terminal.give_to(self.child);
         }
-        if let Err(e) = Target::Group(self.child).send(Sig::CONT) {
-            warning!("could not continue process group {}: {e}", self.child);
-        }
+        continue_group(self.child);
+    }
+}
+
+fn continue_group(group: Pid) {
+    if let Err(e) = Target::Group(group).send(Sig::CONT) {
+        warning!("could not continue process group {group}: {e}");
     }
 }
 
@@ -188,6 +221,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     fds::close_inherited();
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
+    let mut forwarding = Forwarding::new(&config.rewrites, &config.delays);
     info!("pause mode: reaping until SIGTERM, SIGINT or SIGHUP");
     loop {
         let received = signals.next(None);
@@ -204,15 +238,21 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
         }
     }
     if let Some(grace) = config.grace_period {
-        drain(signals, &mut reaper, grace, config.drain_signal);
+        drain(
+            signals,
+            &mut reaper,
+            &mut forwarding,
+            grace,
+            config.drain_signal,
+        );
     }
     0
 }
 
-/// Parent-death signal, subreaper, and the warning when orphans cannot be reaped here.
-fn become_reaper(config: &Config) -> Result<(), String> {
+/// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
+/// cannot be reaped here.
+fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
-        let parent = nix::unistd::getppid();
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
             return Err(format!(
@@ -226,14 +266,21 @@ fn become_reaper(config: &Config) -> Result<(), String> {
             unsafe { libc::raise(sig.number()) };
         }
     }
-    if config.subreaper {
+    let pid = std::process::id();
+    // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
+    // come back to ferrinit when their parents exit, or orphans would escape it.
+    if config.subreaper || (config.grace_period.is_some() && pid != 1) {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
-    let pid = std::process::id();
     if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+        // In pause mode there is no child, and nothing can be reaped at all.
+        let consequence = match config.mode {
+            Mode::Run(_) => "orphans of the child will not be reaped by ferrinit",
+            Mode::Pause => "no orphan will be re-parented to ferrinit, so --pause reaps nothing",
+        };
         warning!(
-            "not running as PID 1 (pid {pid}) and not a subreaper: orphans of the child will not be reaped by ferrinit; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
+            "not running as PID 1 (pid {pid}) and not a subreaper: {consequence}; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
         );
     }
     Ok(())

@@ -1,36 +1,62 @@
 //! The controlling terminal: the child's process group gets the foreground, so that Ctrl-C and
 //! Ctrl-Z reach it, and ferrinit takes the foreground back when it needs the user's shell to.
 //!
+//! The terminal is the controlling one, /dev/tty, whatever descriptors 0 to 2 are: a program run
+//! with `</dev/null` still prompts on /dev/tty (ssh, sudo, git), and outside the foreground
+//! SIGTTIN would stop it. ferrinit opens it for each use and closes it again (close-on-exec
+//! meanwhile): it holds no descriptor of its own, and the child inherits none.
+//!
 //! Every `tcsetpgrp` here runs with SIGTTOU blocked, so it can never stop ferrinit.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use nix::unistd::{Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp};
 
-/// Present only when stdin is a terminal whose foreground group is ferrinit's own: a ferrinit
-/// started in the background must not steal the terminal from the shell.
+/// O_NONBLOCK: never wait for a modem's carrier; nothing is read or written through it.
+const OPEN_FLAGS: libc::c_int = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+
+/// Present only when ferrinit has a controlling terminal.
 pub struct Terminal {
     own_group: Pid,
+    /// ferrinit's group held the foreground when it started. Only then does the child get the
+    /// terminal at once: a ferrinit started in the background must not steal it from the shell.
+    foreground_at_start: bool,
 }
 
-fn stdin() -> BorrowedFd<'static> {
-    // SAFETY: ferrinit never closes descriptor 0. It is stdin or, if ferrinit started without
-    // one, the placeholder of fds::reserve_closed_stdio; should even that have failed, every
-    // call on it fails with EBADF, which callers take as "no terminal".
-    unsafe { BorrowedFd::borrow_raw(0) }
+fn open_tty() -> Option<OwnedFd> {
+    // SAFETY: the path is a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c"/dev/tty".as_ptr(), OPEN_FLAGS) };
+    // SAFETY: on success, a fresh descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Terminal {
-    pub fn foreground_at_start() -> Option<Terminal> {
+    pub fn controlling() -> Option<Terminal> {
+        let tty = open_tty()?;
         let own_group = getpgrp();
-        (tcgetpgrp(stdin()).ok()? == own_group).then_some(Terminal { own_group })
+        Some(Terminal {
+            own_group,
+            foreground_at_start: tcgetpgrp(&tty).is_ok_and(|group| group == own_group),
+        })
+    }
+
+    pub fn foreground_at_start(&self) -> bool {
+        self.foreground_at_start
     }
 
     /// In the forked child, before `exec`: make the child's new group the foreground.
     /// Async-signal-safe.
     pub fn give_to_self_in_child() {
-        // SAFETY: getpid and tcsetpgrp are async-signal-safe; errors leave the terminal as it was.
-        unsafe { libc::tcsetpgrp(0, libc::getpid()) };
+        // SAFETY: open, getpid, tcsetpgrp and close are async-signal-safe; the descriptor is
+        // closed again before exec. Errors leave the terminal as it was (and a child stopped for
+        // want of it is then given it by the parent: see supervise).
+        unsafe {
+            let tty = libc::open(c"/dev/tty".as_ptr(), OPEN_FLAGS);
+            if tty >= 0 {
+                libc::tcsetpgrp(tty, libc::getpid());
+                libc::close(tty);
+            }
+        }
     }
 
     /// Whether a job-control shell runs ferrinit as a job: ferrinit leads a process group of
@@ -49,18 +75,21 @@ impl Terminal {
     }
 
     pub fn in_foreground(&self) -> bool {
-        tcgetpgrp(stdin()).is_ok_and(|group| group == self.own_group)
+        open_tty().is_some_and(|tty| tcgetpgrp(&tty).is_ok_and(|group| group == self.own_group))
     }
 
-    pub fn give_to(&self, group: Pid) {
-        let _ = tcsetpgrp(stdin(), group);
+    /// Makes `group` the foreground one; whether that worked.
+    pub fn give_to(&self, group: Pid) -> bool {
+        open_tty().is_some_and(|tty| tcsetpgrp(&tty, group).is_ok())
     }
 
     /// Gives the foreground back to ferrinit's own group, unless somebody else than the child's
     /// group holds it by now.
     pub fn take_back(&self, child_group: Pid) {
-        if tcgetpgrp(stdin()).is_ok_and(|group| group == child_group) {
-            let _ = tcsetpgrp(stdin(), self.own_group);
+        if let Some(tty) = open_tty() {
+            if tcgetpgrp(&tty).is_ok_and(|group| group == child_group) {
+                let _ = tcsetpgrp(&tty, self.own_group);
+            }
         }
     }
 }

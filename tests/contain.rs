@@ -8,8 +8,8 @@ use std::process::Command;
 
 use ferrinit_testkit::containers::{Bundle, Runtime};
 use ferrinit_testkit::{
-    Running, TIMEOUT, as_process, children_of, clean_command, ferrinit, interactive_shell, is_root,
-    pidfd_open, probe, require, status_field,
+    Running, as_process, children_of, clean_command, ferrinit, interactive_shell, pidfd_open,
+    probe, require, require_root, stall_timeout, status_field, tool,
 };
 
 fn probe_arg() -> &'static str {
@@ -22,10 +22,7 @@ fn ferrinit_arg() -> &'static str {
 
 /// `setpriv` to uid and gid 65534, no groups: an unprivileged user.
 fn unprivileged(args: &[&str]) -> Command {
-    assert!(
-        ferrinit_testkit::have("setpriv"),
-        "setpriv is missing: install util-linux"
-    );
+    let setpriv = tool("setpriv");
     let mut all = vec![
         "--reuid=65534",
         "--regid=65534",
@@ -33,7 +30,7 @@ fn unprivileged(args: &[&str]) -> Command {
         ferrinit_arg(),
     ];
     all.extend_from_slice(args);
-    clean_command("setpriv", all)
+    clean_command(setpriv, all)
 }
 
 /// The "no room" fixture: no user namespace, no PID namespace, no cgroup may be created.
@@ -113,7 +110,9 @@ fn reached(stderr: &[String], level: &str) -> bool {
 
 #[test]
 fn pidns_as_root_stops_everything_and_exits_with_the_status() {
-    assert!(is_root(), "this test runs as root");
+    if !require_root("this test runs as root") {
+        return;
+    }
     let command = as_process(["-v", "--contain=pidns", "--", probe_arg(), "marker", "7"]);
     let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 7);
     assert!(reached(&stderr, "pidns"), "{stderr:?}");
@@ -169,7 +168,7 @@ fn outer_sigkill_leaves_nothing_alive_inside() {
         let command_pidfd = pidfd_open(command).expect("pidfd of the inner ferrinit");
         // SAFETY: kill has no memory-safety preconditions; `outer` is our descendant.
         assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
-        let ms = TIMEOUT.as_millis() as i32;
+        let ms = stall_timeout().as_millis() as i32;
         assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
         let mut poll = libc::pollfd {
             fd: command_pidfd.as_raw_fd(),
@@ -243,7 +242,9 @@ fn own_cgroup_dir() -> std::path::PathBuf {
 
 #[test]
 fn cgroup_level_empties_and_removes_its_cgroup() {
-    assert!(is_root(), "this test runs as root");
+    if !require_root("this test runs as root") {
+        return;
+    }
     let command = as_process(["-v", "--contain=cgroup", "--", probe_arg(), "marker", "9"]);
     let mut running = Running::start(command);
     let marker = Marker::find(&running, running.pid());
@@ -262,7 +263,9 @@ fn cgroup_level_empties_and_removes_its_cgroup() {
 
 #[test]
 fn cgroup_level_with_a_grace_period_drains_first() {
-    assert!(is_root(), "this test runs as root");
+    if !require_root("this test runs as root") {
+        return;
+    }
     let command = as_process([
         "--contain=cgroup",
         "-t",
@@ -296,10 +299,9 @@ fn subreaper_level_sweeps_every_descendant() {
 
 #[test]
 fn where_nothing_may_be_created_auto_falls_back_to_subreaper_and_says_why() {
-    assert!(
-        is_root(),
-        "the fixture maps a user namespace from outside, as root"
-    );
+    if !require_root("the fixture maps a user namespace from outside, as root") {
+        return;
+    }
     let command = no_room(&["-v", "--contain", "--", probe_arg(), "marker", "12"]);
     let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 12);
     assert_eq!(marker.uid, 65534);
@@ -315,10 +317,9 @@ fn where_nothing_may_be_created_auto_falls_back_to_subreaper_and_says_why() {
 
 #[test]
 fn a_named_level_that_cannot_be_had_says_why_and_exits_125() {
-    assert!(
-        is_root(),
-        "the fixture maps a user namespace from outside, as root"
-    );
+    if !require_root("the fixture maps a user namespace from outside, as root") {
+        return;
+    }
     for (level, why) in [
         (
             "pidns",
@@ -390,7 +391,9 @@ fn contain_as_pid1_has_nothing_to_add_and_says_so() {
 /// no namespace and no cgroup can be had: the fallback is reached, and each reason named.
 #[test]
 fn contain_inside_a_default_runc_container_falls_back_to_subreaper() {
-    assert!(require("runc"), "runc is missing: install runc");
+    if !(require_root("container runtimes run as root here") && require("runc")) {
+        return;
+    }
     let bundle = Bundle::new(
         "contain",
         &[
@@ -417,7 +420,9 @@ fn contain_inside_a_default_runc_container_falls_back_to_subreaper() {
 /// Granted CAP_SYS_ADMIN, the container's root makes a PID namespace and mounts its /proc.
 #[test]
 fn contain_inside_a_runc_container_with_cap_sys_admin_gets_a_pid_namespace() {
-    assert!(require("runc"), "runc is missing: install runc");
+    if !(require_root("container runtimes run as root here") && require("runc")) {
+        return;
+    }
     let bundle = Bundle::new(
         "contain-admin",
         &[
@@ -497,7 +502,9 @@ fn state_under(args: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_command_gets_the_signal_state_and_descriptors_ferrinit_was_started_with() {
-    assert!(is_root(), "the cgroup level needs root here");
+    if !require_root("the cgroup level needs root here") {
+        return;
+    }
     let plain = state_under(&["-s", "--"]);
     assert!(plain.contains(&"fds 0 1 2 5".to_owned()), "{plain:?}");
     for level in ["pidns", "cgroup", "subreaper"] {
@@ -529,10 +536,7 @@ fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() 
 
 #[test]
 fn ps_inside_sees_only_the_commands_own_processes() {
-    assert!(
-        ferrinit_testkit::have("ps"),
-        "ps is missing: install procps"
-    );
+    tool("ps");
     let finished = ferrinit_testkit::run(unprivileged(&[
         "--contain",
         "--",
@@ -572,7 +576,9 @@ fn socket_activation_for_ferrinit_reaches_the_command_inside() {
 
 #[test]
 fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
-    assert!(is_root(), "this test runs as root");
+    if !require_root("this test runs as root") {
+        return;
+    }
     let running = Running::start(as_process([
         "--contain=cgroup",
         "--",
@@ -597,7 +603,7 @@ fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
     let janitor_pidfd = pidfd_open(janitor).expect("pidfd of the janitor");
     // SAFETY: kill has no memory-safety preconditions; `outer` is our child.
     assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
-    let ms = TIMEOUT.as_millis() as i32;
+    let ms = stall_timeout().as_millis() as i32;
     assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
     let mut poll = libc::pollfd {
         fd: janitor_pidfd.as_raw_fd(),

@@ -2,7 +2,7 @@
 //! then SIGKILL; ferrinit exits with the child's status, and nothing outside its care is touched.
 
 use ferrinit_testkit::{
-    Finished, Running, TIMEOUT, as_pid1, as_process, is_alive, probe, wait_for_exit_of,
+    Finished, Running, as_pid1, as_process, is_alive, probe, stall_timeout, wait_for_exit_of,
 };
 
 fn probe_arg() -> &'static str {
@@ -120,32 +120,47 @@ fn a_straggler_that_ignores_term_is_killed_after_the_grace_period_as_subreaper()
 #[test]
 fn a_process_forked_during_the_drain_is_caught_too() {
     // The straggler answers TERM by forking a process that ignores every signal, then exits.
-    // The grace period leaves even a loaded machine time for that; then SIGKILL must find it.
-    for (command, host_pids) in [
-        (
-            as_pid1(["-t", "2s", "--", probe_arg(), "straggler", "spawner", "5"]),
-            false,
-        ),
-        (
-            as_process([
-                "-s",
+    // SIGKILL must find that process when the grace period is over. The grace period has to
+    // leave the straggler time to fork, which a loaded machine may not give it: a run where the
+    // straggler was killed before it could fork proves nothing and is tried again with twice the
+    // grace period, until that exceeds the stall timeout.
+    for (as_subreaper, host_pids) in [(false, false), (true, true)] {
+        let mut grace = std::time::Duration::from_millis(500);
+        let (out, spawned) = loop {
+            let grace_arg = format!("{}ms", grace.as_millis());
+            let mut args = vec![
                 "-t",
-                "2s",
+                &grace_arg,
                 "--",
                 probe_arg(),
                 "straggler",
                 "spawner",
                 "5",
-            ]),
-            true,
-        ),
-    ] {
-        let mut running = Running::start(command);
-        running.close_stdin();
-        straggler_pid(&running);
-        let spawned = running.expect_stdout("spawned ");
-        let pid: i32 = spawned.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let out = running.finish();
+            ];
+            let mut running = if as_subreaper {
+                args.insert(0, "-s");
+                Running::start(as_process(args))
+            } else {
+                Running::start(as_pid1(args))
+            };
+            running.close_stdin();
+            straggler_pid(&running);
+            let out = running.finish();
+            let spawned = out
+                .stdout
+                .iter()
+                .find_map(|l| l.strip_prefix("spawned ")?.parse::<i32>().ok());
+            if let Some(pid) = spawned {
+                break (out, pid);
+            }
+            grace *= 2;
+            assert!(
+                grace < stall_timeout(),
+                "the straggler never forked during the drain: {:?} {:?}",
+                out.stdout,
+                out.stderr
+            );
+        };
         assert_eq!(out.code(), 5, "{:?}", out.stderr);
         assert!(
             out.stderr.iter().any(|l| l.contains("is over")),
@@ -154,8 +169,8 @@ fn a_process_forked_during_the_drain_is_caught_too() {
         );
         if host_pids {
             assert!(
-                !is_alive(pid),
-                "process {pid} forked during the drain survived"
+                !is_alive(spawned),
+                "process {spawned} forked during the drain survived"
             );
         }
     }
@@ -237,7 +252,7 @@ fn the_drain_never_signals_a_process_outside_ferrinits_subtree() {
         "{:?}",
         out.stderr
     );
-    assert!(wait_for_exit_of(straggler, TIMEOUT));
+    assert!(wait_for_exit_of(straggler, stall_timeout()));
     sibling.assert_untouched();
 }
 
@@ -257,4 +272,205 @@ fn a_drain_that_cannot_see_its_descendants_still_ends() {
     running.expect_stdout("ferrinit exited 0");
     running.expect_stderr("cannot find them");
     running.finish();
+}
+
+/// The child leaves a straggler that reports TERM, INT, HUP, QUIT or USR1 (and exits on it) and
+/// exits 7 itself. The drain sends SIGWINCH, which the straggler ignores: it is still there when
+/// the test sends ferrinit more signals. Returns once the drain has begun.
+fn draining_with_a_straggler(options: &[&str]) -> Running {
+    let mut args = vec!["-v", "-t", "1h", "--drain-signal", "WINCH"];
+    args.extend(options);
+    args.extend(["--", probe_arg(), "straggler", "term", "7"]);
+    let mut running = Running::start(as_pid1(args));
+    running.expect_stdout("straggler ");
+    running.close_stdin();
+    running.expect_stderr("sending SIGWINCH to the processes left");
+    running
+}
+
+#[test]
+fn rewrite_applies_to_signals_received_during_the_drain() {
+    let running = draining_with_a_straggler(&["-r", "USR1:QUIT"]);
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("straggler got SIGQUIT");
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
+
+#[test]
+fn a_stop_signal_received_during_the_drain_does_not_freeze_what_is_exiting() {
+    let running = draining_with_a_straggler(&[]);
+    running.signal_init(libc::SIGTSTP);
+    // Had SIGTSTP been passed on, the straggler would be stopped and never report this one.
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("straggler got SIGUSR1");
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
+
+#[test]
+fn as_pid1_the_drain_waits_for_processes_that_joined_the_namespace() {
+    // nsenter (like `docker exec`) puts a process into the namespace whose parent is outside:
+    // no SIGCHLD tells ferrinit about it. It must still get the drain signal, and ferrinit must
+    // wait for it to finish: its exit takes the namespace down, SIGKILLing whoever is left.
+    let mut running = Running::start(as_pid1(["-t", "1h", "--", probe_arg(), "wait"]));
+    running.expect_stdout("ready");
+    let init = running.init_pid().to_string();
+    let nsenter = ferrinit_testkit::which("nsenter").expect("nsenter (util-linux) is installed");
+    let mut joined = Running::start(ferrinit_testkit::clean_command(
+        nsenter,
+        [
+            "--target",
+            &init,
+            "--pid",
+            "--",
+            probe_arg(),
+            "signals",
+            "joined",
+        ],
+    ));
+    joined.expect_stdout("joined ready");
+    running.close_stdin();
+    joined.expect_stdout("joined got SIGTERM");
+    // Its "shutdown" ends when we say so; ferrinit must still be there to see it.
+    joined.close_stdin();
+    let joined = joined.finish();
+    assert_eq!(
+        joined.code(),
+        0,
+        "the joined process was killed: {:?}",
+        joined.stdout
+    );
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "no SIGKILL was needed: {:?}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_drain_signals_every_descendant_with_a_single_descriptor_to_spare() {
+    let script = r#"for i in 1 2 3; do "$0" straggler term 0; done; read -r line; exit 7"#;
+    let mut running = Running::start(as_process([
+        "-s",
+        "-t",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        script,
+        probe_arg(),
+    ]));
+    for _ in 0..3 {
+        running.expect_stdout(" ready");
+    }
+    // ferrinit holds 0, 1 and 2 by now: a limit of 4 leaves it descriptor 3 alone.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes valid rlimit structs; the pid is our child.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(
+                running.pid(),
+                libc::RLIMIT_NOFILE,
+                std::ptr::null(),
+                &mut limit
+            ),
+            0
+        );
+        limit.rlim_cur = 4;
+        assert_eq!(
+            libc::prlimit(
+                running.pid(),
+                libc::RLIMIT_NOFILE,
+                &limit,
+                std::ptr::null_mut()
+            ),
+            0
+        );
+    }
+    running.close_stdin();
+    for _ in 0..3 {
+        running.expect_stdout("straggler got SIGTERM");
+    }
+    let out = running.finish();
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+}
+
+#[test]
+fn a_grace_period_alone_makes_ferrinit_a_subreaper_that_drains_orphans() {
+    // No -s: the straggler's parent exits, and without a subreaper it would be re-parented far
+    // away from ferrinit, and never drained.
+    let args = ["-t", "1h", "--", probe_arg(), "straggler", "term", "7"];
+    cooperating_straggler_gets_term_and_the_exit_status_is_the_childs(as_process(args));
+}
+
+#[test]
+fn a_drain_without_proc_mounted_says_so() {
+    // ferrinit is PID 2 of a namespace in which /proc is not mounted at all.
+    let script = r#"umount -l /proc && { "$0" -t 200ms -- "$1" straggler stubborn 0; echo "ferrinit exited $?"; }"#;
+    let mut command = ferrinit_testkit::clean_command(
+        "unshare",
+        [
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    command.arg(ferrinit_testkit::ferrinit()).arg(probe());
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout("ferrinit exited 0");
+    let warning = running.expect_stderr("/proc");
+    assert!(warning.contains("/proc is not mounted"), "{warning}");
+    running.finish();
+}
+
+#[test]
+fn the_drain_asks_the_kernel_not_proc_whose_child_a_process_is() {
+    // A descendant that may mount (root in ferrinit's mount namespace) makes /proc claim that
+    // an outside process is its child. It must get no signal.
+    let mut victim = Running::start(ferrinit_testkit::clean_command(
+        probe(),
+        ["signals", "victim"],
+    ));
+    victim.expect_stdout("victim ready");
+    let script = r#"exec "$0" -s -t 200ms -- "$1" fake-parent "$2""#;
+    let mut command = ferrinit_testkit::clean_command(
+        "unshare",
+        ["--mount", "--propagation", "private", "sh", "-c", script],
+    );
+    command
+        .arg(ferrinit_testkit::ferrinit())
+        .arg(probe())
+        .arg(victim.pid().to_string());
+    let mut running = Running::start(command);
+    running.close_stdin();
+    running.expect_stdout(&format!("faked {}", victim.pid()));
+    let out = running.finish();
+    assert!(
+        out.stderr.iter().any(|l| l.contains("is over")),
+        "the faker was drained: {:?}",
+        out.stderr
+    );
+    // SAFETY: kill has no memory-safety preconditions; the victim is our child.
+    assert_eq!(
+        unsafe { libc::kill(victim.pid(), libc::SIGUSR1) },
+        0,
+        "the victim is gone"
+    );
+    assert_eq!(victim.expect_stdout("victim got"), "victim got SIGUSR1");
+    victim.close_stdin();
+    assert_eq!(victim.finish().code(), 0);
 }

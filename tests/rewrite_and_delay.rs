@@ -106,3 +106,68 @@ fn an_idle_ferrinit_waits_without_any_timeout() {
     });
     finish(running);
 }
+
+#[test]
+fn rewrites_fault_signals_too() {
+    let running = signals_probe(&["-r", "31:1"]);
+    running.signal_init(libc::SIGSYS);
+    assert_eq!(running.expect_stdout("probe got"), "probe got SIGHUP");
+    finish(running);
+}
+
+#[test]
+fn a_delayed_real_time_signal_loses_no_instance_and_keeps_its_order() {
+    let args = ["--delay", "RTMIN:1h", "--", probe_arg(), "siginfo"];
+    let mut running = Running::start(as_pid1(args));
+    running.expect_stdout("probe ready");
+    let init = running.init_pid();
+    for value in 1..=4 {
+        sigqueue(init, rtmin(0), value);
+    }
+    let values: Vec<String> = (0..4)
+        .map(|_| {
+            let line = running.expect_stdout("probe got SIGRTMIN ");
+            line.split_whitespace()
+                .nth(6)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(values, ["1", "2", "3", "4"]);
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing else: {:?}", out.stdout);
+}
+
+/// `sigqueue(pid, sig, value)`, as the raw system call.
+fn sigqueue(pid: i32, sig: i32, value: usize) {
+    // SAFETY: siginfo_t is plain data.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = sig;
+    info.si_code = libc::SI_QUEUE;
+    // The SI_QUEUE layout of the union at byte 16 of a 64-bit siginfo_t: pid, uid, value.
+    #[repr(C)]
+    struct Rt {
+        pid: libc::pid_t,
+        uid: libc::uid_t,
+        value: usize,
+    }
+    // SAFETY: siginfo_t is 128 bytes; its union starts at byte 16 on 64-bit Linux.
+    unsafe {
+        let rt = (&raw mut info).cast::<u8>().add(16).cast::<Rt>();
+        rt.write_unaligned(Rt {
+            pid: libc::getpid(),
+            uid: libc::getuid(),
+            value,
+        });
+    }
+    // SAFETY: a valid siginfo_t with si_code SI_QUEUE, which the kernel accepts.
+    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
+    assert_eq!(
+        sent,
+        0,
+        "rt_sigqueueinfo: {}",
+        std::io::Error::last_os_error()
+    );
+}

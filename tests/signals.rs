@@ -139,9 +139,7 @@ fn tini_kill_process_group_variable_works_like_g() {
 
 #[test]
 fn a_forwarding_error_is_logged_and_not_fatal() {
-    if !ferrinit_testkit::is_root() {
-        eprintln!("SKIPPED: needs root to make a setuid-root child");
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root");
+    if !ferrinit_testkit::require_root("to make a setuid-root child") {
         return;
     }
     // ferrinit runs as nobody; its child makes itself root for real: ferrinit may no longer
@@ -165,6 +163,212 @@ fn a_forwarding_error_is_logged_and_not_fatal() {
     let warning = running.expect_stderr("could not forward SIGUSR1");
     assert!(warning.contains("EPERM"), "{warning}");
     // Still alive and still forwarding what it can: closing stdin ends the child normally.
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+}
+
+/// `ferrinit OPTIONS -- probe siginfo`, which reports each signal it takes, in order.
+fn siginfo_probe(mut command: std::process::Command) -> Running {
+    command.args(["--", probe_arg(), "siginfo"]);
+    let running = Running::start(command);
+    running.expect_stdout("probe ready");
+    running
+}
+
+fn finish_cleanly(mut running: Running) {
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing else: {:?}", out.stdout);
+}
+
+/// `sigqueue(pid, sig, value)`, as the raw system call.
+fn sigqueue(pid: i32, sig: i32, value: usize) {
+    // SAFETY: siginfo_t is plain data.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = sig;
+    info.si_code = libc::SI_QUEUE;
+    // The SI_QUEUE layout after the three ints (and padding): pid, uid, value.
+    #[repr(C)]
+    struct Rt {
+        pid: libc::pid_t,
+        uid: libc::uid_t,
+        value: usize,
+    }
+    // SAFETY: siginfo_t is 128 bytes; its union starts at byte 16 on 64-bit Linux.
+    unsafe {
+        let rt = (&raw mut info).cast::<u8>().add(16).cast::<Rt>();
+        rt.write_unaligned(Rt {
+            pid: libc::getpid(),
+            uid: libc::getuid(),
+            value,
+        });
+    }
+    // SAFETY: a valid siginfo_t with si_code SI_QUEUE, which the kernel accepts.
+    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
+    assert_eq!(
+        sent,
+        0,
+        "rt_sigqueueinfo: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+const FAULTS: [(i32, &str); 7] = [
+    (libc::SIGABRT, "SIGABRT"),
+    (libc::SIGSEGV, "SIGSEGV"),
+    (libc::SIGBUS, "SIGBUS"),
+    (libc::SIGFPE, "SIGFPE"),
+    (libc::SIGILL, "SIGILL"),
+    (libc::SIGTRAP, "SIGTRAP"),
+    (libc::SIGSYS, "SIGSYS"),
+];
+
+fn fault_signals_sent_by_a_process_are_forwarded(command: std::process::Command) {
+    let running = siginfo_probe(command);
+    for (sig, name) in FAULTS {
+        running.signal_init(sig);
+        running.expect_stdout(&format!("probe got {name} "));
+    }
+    finish_cleanly(running);
+}
+
+#[test]
+fn forwards_fault_signals_sent_by_a_process_as_pid1() {
+    fault_signals_sent_by_a_process_are_forwarded(as_pid1(Vec::<&str>::new()));
+}
+
+#[test]
+fn forwards_fault_signals_sent_by_a_process_as_a_plain_process() {
+    fault_signals_sent_by_a_process_are_forwarded(as_process(["-s"]));
+}
+
+fn signals_32_and_33_are_forwarded(command: std::process::Command) {
+    let running = siginfo_probe(command);
+    for sig in [32, 33] {
+        running.signal_init(sig);
+        running.expect_stdout(&format!("probe got SIG{sig} "));
+    }
+    finish_cleanly(running);
+}
+
+#[test]
+fn survives_and_forwards_signals_32_and_33_as_a_plain_process() {
+    signals_32_and_33_are_forwarded(as_process(["-s"]));
+}
+
+#[test]
+fn forwards_signals_32_and_33_as_pid1() {
+    signals_32_and_33_are_forwarded(as_pid1(Vec::<&str>::new()));
+}
+
+#[test]
+fn the_child_gets_back_an_inherited_mask_with_signals_32_and_33() {
+    let inherited: u64 = (1 << 31) | (1 << 32) | (1 << (libc::SIGUSR1 - 1));
+    let mut command = as_process(["-s", "--", probe_arg(), "state"]);
+    // SAFETY: one raw system call, async-signal-safe, on a kernel sigset of the size passed.
+    unsafe {
+        command.pre_exec(move || {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &inherited as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8,
+            );
+            Ok(())
+        });
+    }
+    let out = ferrinit_testkit::run(command);
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let blocked = out
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("blocked "))
+        .expect("blocked line");
+    assert_eq!(
+        u64::from_str_radix(blocked, 16),
+        Ok(inherited),
+        "blocked {blocked}"
+    );
+}
+
+#[test]
+fn a_signal_ferrinit_raised_at_itself_is_not_forwarded() {
+    // Each log line of ferrinit's own to this stderr, already past RLIMIT_FSIZE, raises SIGXFSZ
+    // at ferrinit.
+    let dir = scratch_dir("xfsz");
+    let log = dir.join("big.log");
+    std::fs::write(&log, vec![0u8; 4096]).unwrap();
+    let stderr = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut command = as_process(["-s", "-v", "-v"]);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            Ok(())
+        });
+    }
+    command.args(["--", probe_arg(), "siginfo"]);
+    let mut running = Running::start_with_stderr(command, stderr.into());
+    running.expect_stdout("probe ready");
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("probe got SIGUSR1 ");
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "the child was not hit by SIGXFSZ");
+    assert!(out.stdout.is_empty(), "nothing else: {:?}", out.stdout);
+}
+
+#[test]
+fn with_g_a_child_that_left_its_process_group_still_gets_the_signal() {
+    let mut running = Running::start(as_pid1(["-g", "--", probe_arg(), "leave-group"]));
+    running.expect_stdout("probe ready");
+    running.signal_init(libc::SIGUSR1);
+    running.expect_stdout("probe got SIGUSR1 ");
+    let warning = running.expect_stderr("sent to the child alone");
+    assert!(warning.contains("SIGUSR1"), "{warning}");
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+}
+
+#[test]
+fn forwards_the_value_and_sender_of_a_sigqueued_signal() {
+    let running = siginfo_probe(as_process(["-s"]));
+    sigqueue(running.init_pid(), rtmin(1), 4242);
+    let line = running.expect_stdout("probe got SIGRTMIN+1 ");
+    let me = std::process::id();
+    assert_eq!(
+        line,
+        format!(
+            "probe got SIGRTMIN+1 code {} value 4242 from {me}",
+            libc::SI_QUEUE
+        )
+    );
+    finish_cleanly(running);
+}
+
+#[test]
+fn a_child_that_makes_ferrinit_its_tracer_runs_and_its_status_comes_back() {
+    let probe = probe_arg();
+    let out = ferrinit_testkit::run(as_pid1(["--", probe, "traceme", probe, "exit", "7"]));
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+    // A signal that stops a tracee is passed on when ferrinit lets it go.
+    let usr1 = libc::SIGUSR1.to_string();
+    let out = ferrinit_testkit::run(as_pid1(["--", probe, "traceme", probe, "die", &usr1]));
+    assert_eq!(out.code(), 128 + libc::SIGUSR1, "{:?}", out.stderr);
+}
+
+#[test]
+fn an_orphan_that_makes_ferrinit_its_tracer_runs_on() {
+    let mut running = Running::start(as_pid1(["--", probe_arg(), "orphan-traceme"]));
+    running.expect_stdout("orphan ready");
     running.close_stdin();
     let out = running.finish();
     assert_eq!(out.code(), 0, "{:?}", out.stderr);

@@ -1,7 +1,11 @@
 //! On a terminal the child leads the foreground process group: Ctrl-C reaches it (and ferrinit
 //! exits 130), and Ctrl-Z under an interactive shell gives the prompt back, with `fg` resuming.
 
-use ferrinit_testkit::{OnTerminal, as_pid1, as_process, interactive_shell, probe, rtmin};
+use std::process::Command;
+
+use ferrinit_testkit::{
+    OnTerminal, as_pid1, as_process, clean_command, interactive_shell, probe, rtmin,
+};
 
 fn probe_arg() -> &'static str {
     probe().to_str().expect("utf-8 path")
@@ -141,4 +145,77 @@ fn ctrl_z_without_a_job_control_shell_never_stops_ferrinit() {
     terminal.expect("ready");
     let ferrinit = terminal.pid();
     ctrl_z_stops_only_the_child(terminal, ferrinit);
+}
+
+/// `command` on the terminal with stdin from /dev/null, as in `ferrinit -- ssh host </dev/null`:
+/// the terminal is still the controlling one, and programs open /dev/tty to prompt on it.
+fn with_stdin_from_dev_null(command: Command) -> Command {
+    let mut wrapped = clean_command("sh", ["-c", r#"exec "$@" </dev/null"#, "sh"]);
+    wrapped.arg(command.get_program()).args(command.get_args());
+    wrapped
+}
+
+#[test]
+fn a_child_prompting_on_dev_tty_gets_the_terminal_whatever_stdin_is() {
+    for command in [
+        as_pid1(["--", probe_arg(), "tty-prompt"]),
+        as_process(["-s", "--", probe_arg(), "tty-prompt"]),
+    ] {
+        let mut terminal = OnTerminal::start(with_stdin_from_dev_null(command));
+        terminal.expect("ready");
+        terminal.type_text("secret\n");
+        terminal.expect("read secret");
+        assert!(terminal.finish().success());
+    }
+}
+
+#[test]
+fn ctrl_c_reaches_a_child_prompting_on_dev_tty_whatever_stdin_is() {
+    let command = as_process(["-s", "--", probe_arg(), "tty-prompt"]);
+    let mut terminal = OnTerminal::start(with_stdin_from_dev_null(command));
+    terminal.expect("ready");
+    terminal.type_text("\x03");
+    assert_eq!(terminal.finish().code(), Some(130));
+}
+
+#[test]
+fn the_child_inherits_no_descriptor_of_ferrinits_terminal() {
+    for command in [
+        as_pid1(["--", probe_arg(), "state"]),
+        as_process(["-s", "--", probe_arg(), "state"]),
+    ] {
+        let terminal = OnTerminal::start(with_stdin_from_dev_null(command));
+        terminal.expect("fds ");
+        assert_eq!(terminal.expect("\n").trim(), "0 1 2");
+        assert!(terminal.finish().success());
+    }
+}
+
+#[test]
+fn a_child_stopped_by_sigttin_while_ferrinit_holds_the_terminal_gets_it_back() {
+    // The child hands the foreground to ferrinit's group, then reads the terminal: SIGTTIN stops
+    // it, and ferrinit, holding the foreground, gives it back and continues the child.
+    let mut terminal = OnTerminal::start(as_process(["-s", "--", probe_arg(), "tty-yield"]));
+    terminal.expect("yielded");
+    terminal.type_text("back\n");
+    terminal.expect("read back");
+    assert!(terminal.finish().success());
+}
+
+#[test]
+fn fg_gives_the_terminal_to_the_child_of_a_ferrinit_started_in_the_background() {
+    let mut shell = interactive_shell();
+    // The child reads the terminal from the background: SIGTTIN stops it, and ferrinit stops
+    // too, so that the shell sees the job stopped (as it would see `cat &`), and `wait` returns.
+    shell.type_text("\"$F\" -s -- \"$P\" tty-read & wait %1; echo waited=$?\n");
+    shell.expect("ready");
+    shell.expect("waited=147");
+    shell.expect("PROMPT> ");
+    shell.type_text("fg\n");
+    shell.type_text("typed\n");
+    shell.expect("read typed");
+    shell.type_text("echo status=$?\n");
+    shell.expect("status=0");
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
 }

@@ -25,7 +25,8 @@ usage: probe MODE [ARGS]
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
   wave N [BURSTS]      BURSTS times (default 1), make N orphans that exit at once, as fast as
-                       possible; then 'wave-done N' and wait for stdin EOF
+                       possible, saying 'wave-progress M' after every 1000th; then 'wave-done N'
+                       and wait for stdin EOF
   straggler MODE [CODE]
                        fork a grandchild in its own group that outlives us, print 'straggler PID
                        ready', then exit with CODE at once (or 0 at stdin EOF). MODE 'term': it
@@ -48,6 +49,22 @@ usage: probe MODE [ARGS]
   ignore-all           ignore every signal, print 'ready', exit 0 at EOF
   wait                 print 'ready', exit 0 at stdin EOF
   tty-read             print 'ready', then read one line from stdin and echo it: 'read LINE'
+  siginfo [TAG]        block all 64 signals but KILL and STOP (32 and 33 too), print 'TAG
+                       ready', then 'TAG got SIGNAME code C value V from PID' for each one
+                       taken with sigwaitinfo, in order; exit 0 at stdin EOF
+  leave-group          move into another process group (a grandchild's, which then waits for
+                       stdin EOF), leaving ours empty; then 'siginfo'
+  traceme PROG ARGS    PTRACE_TRACEME, then exec PROG ARGS: ferrinit becomes our tracer
+  orphan-traceme       make an orphan that, once re-parented, calls PTRACE_TRACEME and execs
+                       'probe siginfo orphan'; then wait for stdin EOF
+  fake-parent PID      fork a stubborn straggler (as 'straggler stubborn') that bind-mounts over
+                       /proc/PID/stat a copy naming itself as PID's parent, prints 'faked PID',
+                       then exit 0 (needs root and a private mount namespace)
+  tty-prompt           as a password prompt does: open /dev/tty, print 'ready', read one line
+                       from /dev/tty and print 'read LINE'
+  tty-yield            hand the terminal's foreground to the parent's process group, print
+                       'yielded', then read one line from stdin (stopped by SIGTTIN until the
+                       terminal comes back) and print 'read LINE'
   marker CODE          start a marker: setsid, double-forked, ignoring TERM, stdio on /dev/null;
                        once it is ready, print 'marker PID uid UID' (its pid as seen here), then
                        exit CODE at stdin EOF
@@ -101,6 +118,13 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
             wait_for_eof()
         }
         "tty-read" => tty_read(),
+        "siginfo" => siginfo(if arg(1).is_empty() { "probe" } else { arg(1) }),
+        "leave-group" => leave_group(),
+        "traceme" => traceme(&args[1..]),
+        "orphan-traceme" => orphan_traceme(),
+        "fake-parent" => fake_parent(number(1)),
+        "tty-prompt" => tty_prompt(),
+        "tty-yield" => tty_yield(),
         "marker" => marker(number(1)),
         "no-room" if args.len() > 1 => no_room(&args[1..]),
         _ => usage(),
@@ -315,9 +339,10 @@ fn orphans(count: usize) -> i32 {
     wait_for_eof()
 }
 
-/// N orphans that exit immediately, as fast as fork allows (load for the reaper).
+/// N orphans that exit immediately, as fast as fork allows (load for the reaper). The progress
+/// lines let a test tell a slow machine from a stuck one.
 fn wave(count: usize, bursts: usize) -> i32 {
-    for _ in 0..count * bursts {
+    for made in 1..=count * bursts {
         // SAFETY: both children only call _exit/fork.
         match unsafe { libc::fork() } {
             0 => unsafe {
@@ -333,6 +358,9 @@ fn wave(count: usize, bursts: usize) -> i32 {
                 // SAFETY: waiting for our own child.
                 unsafe { libc::waitpid(child, &mut status, 0) };
             }
+        }
+        if made % 1000 == 0 {
+            say(&format!("wave-progress {made}"));
         }
     }
     say(&format!("wave-done {count}"));
@@ -431,6 +459,10 @@ fn ignore_all() -> i32 {
 
 fn tty_read() -> i32 {
     say("ready");
+    tty_read_line()
+}
+
+fn tty_read_line() -> i32 {
     let mut line = String::new();
     match std::io::stdin().read_line(&mut line) {
         Ok(_) => {
@@ -657,6 +689,211 @@ fn tree(count: usize) -> i32 {
     loop {
         nix::unistd::pause();
     }
+}
+
+/// Every signal but SIGKILL and SIGSTOP, as the kernel's mask (signal N is bit N-1), 32 and 33
+/// included: glibc's own calls would leave those out.
+const ALL_BUT_KILL_AND_STOP: u64 = !((1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1)));
+
+/// Blocks every signal but SIGKILL and SIGSTOP in the calling thread.
+fn block_all_raw() {
+    let all = ALL_BUT_KILL_AND_STOP;
+    // SAFETY: a kernel sigset of the size passed.
+    let blocked = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &all as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8,
+        )
+    };
+    assert_eq!(blocked, 0, "rt_sigprocmask");
+}
+
+/// Takes every signal in order with sigwaitinfo, reporting each with its siginfo: real-time
+/// instances one by one, with their sigqueue value and sender.
+fn siginfo(tag: &str) -> i32 {
+    let all = ALL_BUT_KILL_AND_STOP;
+    block_all_raw();
+    // glibc's first thread unblocks 32 and 33 in the caller, and starts the thread with them
+    // unblocked: block them again in both before saying ready, or they would kill us.
+    let (blocked, thread_ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        block_all_raw();
+        let _ = blocked.send(());
+        std::process::exit(wait_for_eof())
+    });
+    thread_ready.recv().expect("thread blocked its signals");
+    block_all_raw();
+    say(&format!("{tag} ready"));
+    loop {
+        // SAFETY: siginfo_t is plain data.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a kernel sigset of the size passed and storage for one siginfo_t.
+        let sig = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigtimedwait,
+                &all as *const u64,
+                &mut info as *mut libc::siginfo_t,
+                std::ptr::null::<libc::timespec>(),
+                8,
+            )
+        };
+        if sig <= 0 {
+            continue;
+        }
+        // SAFETY: the kernel filled in `info`; the value is only meaningful for SI_QUEUE and is
+        // printed as it is.
+        let (value, sender) = unsafe { (info.si_value().sival_ptr as usize, info.si_pid()) };
+        say(&format!(
+            "{tag} got {} code {} value {value} from {sender}",
+            signal_name(sig as i32),
+            info.si_code
+        ));
+    }
+}
+
+fn leave_group() -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded; the child continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).expect("setpgid");
+            drop(ready_write);
+            std::process::exit(wait_for_eof())
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            nix::unistd::setpgid(Pid::from_raw(0), child).expect("join the grandchild's group");
+            siginfo("probe")
+        }
+    }
+}
+
+fn traceme(command: &[String]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = command.split_first() else {
+        usage()
+    };
+    // SAFETY: PTRACE_TRACEME takes no pointers.
+    let traced = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    assert_eq!(
+        traced,
+        0,
+        "PTRACE_TRACEME: {}",
+        std::io::Error::last_os_error()
+    );
+    let error = std::process::Command::new(program).args(args).exec();
+    eprintln!("probe: exec {program}: {error}");
+    127
+}
+
+fn orphan_traceme() -> i32 {
+    // SAFETY: single-threaded; the children continue with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let middle = getpid();
+            // SAFETY: as above.
+            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
+                std::process::exit(0)
+            }
+            // Re-parented once the middle process has exited.
+            while nix::unistd::getppid() == middle {
+                std::thread::yield_now();
+            }
+            let me = std::env::current_exe().expect("own path");
+            let me = me.to_string_lossy().into_owned();
+            std::process::exit(traceme(&[me, "siginfo".into(), "orphan".into()]))
+        }
+        ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).expect("reap the middle process");
+            wait_for_eof()
+        }
+    }
+}
+
+/// A straggler that lies about its children: /proc/VICTIM/stat, as mounted over by it, names it
+/// as VICTIM's parent. Whoever trusts /proc then takes VICTIM for its descendant.
+fn fake_parent(victim: i32) -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded here; the grandchild continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+            let target = format!("/proc/{victim}/stat");
+            let real = std::fs::read_to_string(&target).expect("victim's stat");
+            let comm_end = real.rfind(')').expect("stat holds a comm") + 1;
+            let mut fields: Vec<&str> = real[comm_end..].split_whitespace().collect();
+            let me = getpid().to_string();
+            // After comm: state(0) ppid(1) ...
+            fields[1] = &me;
+            let fake = format!("{} {}\n", &real[..comm_end], fields.join(" "));
+            let copy = std::env::temp_dir().join(format!("probe-fake-stat-{me}"));
+            std::fs::write(&copy, fake).expect("write the fake stat");
+            let source = std::ffi::CString::new(copy.as_os_str().as_bytes()).expect("path");
+            let target = std::ffi::CString::new(target).expect("path");
+            // SAFETY: valid C strings; a bind mount takes no file system type or data.
+            let mounted = unsafe {
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            assert_eq!(
+                mounted,
+                0,
+                "bind mount: {}",
+                std::io::Error::last_os_error()
+            );
+            // The mount keeps the file; nothing else needs its name.
+            let _ = std::fs::remove_file(&copy);
+            stubborn(|| {
+                say(&format!("faked {victim}"));
+                drop(ready_write);
+            })
+        }
+        ForkResult::Parent { .. } => {
+            drop(ready_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            0
+        }
+    }
+}
+
+fn tty_prompt() -> i32 {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .expect("open /dev/tty");
+    say("ready");
+    let mut line = String::new();
+    match std::io::BufReader::new(tty).read_line(&mut line) {
+        Ok(_) => {
+            say(&format!("read {}", line.trim_end()));
+            0
+        }
+        Err(e) => {
+            say(&format!("read-error {e}"));
+            1
+        }
+    }
+}
+
+fn tty_yield() -> i32 {
+    let parent_group = nix::unistd::getpgid(Some(nix::unistd::getppid())).expect("getpgid");
+    nix::unistd::tcsetpgrp(std::io::stdin(), parent_group).expect("tcsetpgrp");
+    say("yielded");
+    tty_read_line()
 }
 
 /// A process that `--contain` must stop: it escapes the command's session and parent, and
