@@ -5,6 +5,7 @@
 
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lexopt::Arg::{Long, Short, Value};
@@ -35,6 +36,8 @@ pub struct Config {
     /// `(received, forwarded)`; `None` drops the signal.
     pub rewrites: Vec<(Sig, Option<Sig>)>,
     pub delays: Vec<(Sig, Duration)>,
+    /// `--exit-report PATH`: where to write how the run ended, as JSON.
+    pub exit_report: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -132,6 +135,15 @@ pub fn parse(
                     .push(parse_value(&mut parser, &option, rewrite)?)
             }
             Long("delay") => flags.delays.push(parse_value(&mut parser, &option, delay)?),
+            Long("exit-report") => {
+                let path = parser.value().map_err(from_lexopt)?;
+                flags.exit_report =
+                    Some(report_path(path).map_err(|reason| UsageError::BadValue {
+                        option: option.clone(),
+                        value: String::new(),
+                        reason,
+                    })?);
+            }
             Value(program) => {
                 command.push(program);
                 command.extend(parser.raw_args().map_err(from_lexopt)?);
@@ -155,6 +167,7 @@ struct Flags {
     drain_signal: Option<Sig>,
     rewrites: Vec<(Sig, Option<Sig>)>,
     delays: Vec<(Sig, Duration)>,
+    exit_report: Option<PathBuf>,
 }
 
 impl Flags {
@@ -183,6 +196,17 @@ impl Flags {
             Some(grace) => Some(grace),
             None => env_value(env, "FERRINIT_GRACE_PERIOD", duration)?,
         };
+        let exit_report = match self.exit_report {
+            Some(path) => Some(path),
+            None => match env("FERRINIT_EXIT_REPORT") {
+                Some(value) => Some(report_path(value).map_err(|reason| UsageError::BadEnv {
+                    name: "FERRINIT_EXIT_REPORT",
+                    value: String::new(),
+                    reason,
+                })?),
+                None => None,
+            },
+        };
         Ok(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
@@ -200,6 +224,7 @@ impl Flags {
             drain_signal: self.drain_signal.unwrap_or(Sig::TERM),
             rewrites: self.rewrites,
             delays: self.delays,
+            exit_report,
         })
     }
 }
@@ -270,6 +295,14 @@ fn env_value<T>(
         .to_str()
         .ok_or_else(|| bad("not valid UTF-8".into()))?;
     parse(text).map(Some).map_err(bad)
+}
+
+/// Any path but an empty one (which names no file).
+fn report_path(value: OsString) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("expected a file path".into());
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn switch(text: &str) -> Result<bool, String> {
@@ -404,6 +437,9 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second
                              SIG during the wait goes through at once
   -P, --pause                Run no command: reap, sleep, exit 0 on TERM/INT/HUP
+      --exit-report PATH     At exit, write how the run ended to PATH as JSON:
+                             code, signal, core_dumped, oom_killed, forwarded,
+                             drained, killed, run_time_ms
   -w, --warn-on-reap         Warn whenever a process other than the child is reaped
   -v, --verbose              More logging on stderr (repeatable)
   -h, --help                 Print this help
@@ -418,11 +454,13 @@ Environment:
   FERRINIT_KILL_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP like -g
   FERRINIT_VERBOSITY, TINI_VERBOSITY    0 errors, 1 warnings (default), 2, 3
   FERRINIT_GRACE_PERIOD                 like -t
+  FERRINIT_EXIT_REPORT                  like --exit-report
 A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 
-Exit codes: the child's; 2 usage error; 125 ferrinit failed; 126 COMMAND
-cannot be executed; 127 COMMAND not found.
+Exit codes: the child's; 2 usage error; 125 ferrinit failed (or cannot
+create the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
+not found.
 ";
 
 #[cfg(test)]

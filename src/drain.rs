@@ -20,9 +20,29 @@ const KILL_RESCAN: Duration = Duration::from_millis(250);
 /// in uninterruptible sleep, or one ferrinit may not signal (EPERM); ferrinit must still exit.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_sig: Sig) {
-    if reaper.reap_ready().none_left {
-        return;
+/// What a drain did, for the exit report: the processes ferrinit reaped within the grace period,
+/// and those it reaped after SIGKILLing them. (Descendants reaped by their own parents are not
+/// seen by ferrinit and not counted.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub exited: usize,
+    pub killed: usize,
+}
+
+pub fn drain(
+    signals: &SignalState,
+    reaper: &mut Reaper,
+    grace: Duration,
+    drain_sig: Sig,
+) -> Drained {
+    let mut count = Drained::default();
+    let mut none_left = |count: &mut usize| {
+        let reaped = reaper.reap_ready();
+        *count += reaped.others;
+        reaped.none_left
+    };
+    if none_left(&mut count.exited) {
+        return count;
     }
     let mut care = Care::new();
     let deadline = Instant::now() + grace;
@@ -33,9 +53,9 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
     // The deadline is checked on every turn: a stream of signals (SIGCHLD from a process that
     // keeps forking) would otherwise keep the wait from ever timing out.
     while Instant::now() < deadline {
-        if reaper.reap_ready().none_left {
+        if none_left(&mut count.exited) {
             info!("all processes have exited");
-            return;
+            return count;
         }
         match signals.next(Some(deadline)) {
             None => break,
@@ -46,27 +66,28 @@ pub fn drain(signals: &SignalState, reaper: &mut Reaper, grace: Duration, drain_
             Some(received) => care.signal(received.sig, Resend::Yes),
         }
     }
-    if reaper.reap_ready().none_left {
-        return;
+    if none_left(&mut count.exited) {
+        return count;
     }
     if let Care::Blind = care {
         warning!(
             "grace period of {grace:?} is over; descendants are left, and ferrinit cannot find them to kill them"
         );
-        return;
+        return count;
     }
     warning!("grace period of {grace:?} is over: killing the processes left");
     let give_up = Instant::now() + KILL_WAIT;
     while Instant::now() < give_up {
         care.signal(Sig::KILL, Resend::Yes);
-        if reaper.reap_ready().none_left {
-            return;
+        if none_left(&mut count.killed) {
+            return count;
         }
         signals.next(Some(give_up.min(Instant::now() + KILL_RESCAN)));
     }
     warning!(
         "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
     );
+    count
 }
 
 #[derive(PartialEq, Eq)]

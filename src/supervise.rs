@@ -1,14 +1,16 @@
 //! ferrinit's life after parsing, in run order: become a reaper, spawn the child, forward signals
 //! and reap until the child exits, drain what is left, exit with the child's status.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use nix::unistd::Pid;
 
 use crate::cli::{Config, Mode};
 use crate::delay::Delays;
-use crate::drain::drain;
+use crate::drain::{Drained, drain};
 use crate::environ::Environ;
+use crate::exit_report::Watch;
 use crate::exit_status::{ChildStatus, code};
 use crate::fds;
 use crate::log::{debug, error, info, warning};
@@ -18,12 +20,32 @@ use crate::spawn;
 use crate::tty::Terminal;
 
 pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
+    let mut watch = match Watch::start(config.exit_report.as_deref()) {
+        Ok(watch) => watch,
+        Err(e) => {
+            error!("{e}");
+            return code::INTERNAL;
+        }
+    };
+    let mut drained = Drained::default();
+    let code = supervise(config, environ, signals, &mut watch, &mut drained);
+    watch.finish(code, drained);
+    code
+}
+
+fn supervise(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    watch: &mut Watch,
+    drained: &mut Drained,
+) -> u8 {
     if let Err(message) = become_reaper(config) {
         error!("{message}");
         return code::INTERNAL;
     }
     let Mode::Run(command) = &config.mode else {
-        return pause(config, signals);
+        return pause(config, signals, drained);
     };
     let terminal = Terminal::foreground_at_start();
     let spawned = match spawn::spawn(command, environ, signals, terminal.as_ref()) {
@@ -48,8 +70,10 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState) -> u8 {
             e.exit_code()
         }
         None => {
+            let core_dumped = supervisor.reaper.main_core_dumped;
+            watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
             if let Some(grace) = config.grace_period {
-                drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
+                *drained = drain(signals, &mut supervisor.reaper, grace, config.drain_signal);
             }
             config.remap_exit.exit_code(status)
         }
@@ -71,6 +95,8 @@ struct Supervisor<'a> {
     /// Started as a job in the terminal's foreground by a job-control shell.
     job_control: bool,
     child_stopped: bool,
+    /// For the exit report: a death by this signal is one ferrinit passed on.
+    last_forwarded: Cell<Option<Sig>>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -95,6 +121,7 @@ impl<'a> Supervisor<'a> {
             terminal,
             job_control,
             child_stopped: false,
+            last_forwarded: Cell::new(None),
         }
     }
 
@@ -149,7 +176,10 @@ impl<'a> Supervisor<'a> {
             }
         };
         match self.target.send(sig) {
-            Ok(()) => info!("forwarded {sig} to {}", self.target),
+            Ok(()) => {
+                self.last_forwarded.set(Some(sig));
+                info!("forwarded {sig} to {}", self.target)
+            }
             // The child is exiting; its SIGCHLD is on its way.
             Err(nix::errno::Errno::ESRCH) => debug!("{} is gone; {sig} not forwarded", self.target),
             Err(e) => warning!("could not forward {sig} to {}: {e}", self.target),
@@ -184,7 +214,7 @@ impl<'a> Supervisor<'a> {
 }
 
 /// `--pause`: no child. Reap whatever is re-parented to us until told to stop.
-fn pause(config: &Config, signals: &SignalState) -> u8 {
+fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
     fds::close_inherited();
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
@@ -204,7 +234,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
         }
     }
     if let Some(grace) = config.grace_period {
-        drain(signals, &mut reaper, grace, config.drain_signal);
+        *drained = drain(signals, &mut reaper, grace, config.drain_signal);
     }
     0
 }
