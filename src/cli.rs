@@ -10,6 +10,7 @@
 use std::ffi::{CStr, OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::exit_status::ExitRemap;
@@ -113,6 +114,8 @@ pub struct Config {
     /// `(received, forwarded)`; `None` drops the signal.
     pub rewrites: Vec<(Sig, Option<Sig>)>,
     pub delays: Vec<(Sig, Duration)>,
+    /// `--exit-report PATH`: where to write how the run ended, as JSON.
+    pub exit_report: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -195,6 +198,7 @@ enum Opt {
     DrainSignal,
     Rewrite,
     Delay,
+    ExitReport,
 }
 
 impl Opt {
@@ -232,6 +236,7 @@ impl Opt {
             b"drain-signal" => Opt::DrainSignal,
             b"rewrite" => Opt::Rewrite,
             b"delay" => Opt::Delay,
+            b"exit-report" => Opt::ExitReport,
             _ => return None,
         })
     }
@@ -245,6 +250,7 @@ impl Opt {
                 | Opt::DrainSignal
                 | Opt::Rewrite
                 | Opt::Delay
+                | Opt::ExitReport
         )
     }
 }
@@ -347,6 +353,7 @@ struct Flags {
     drain_signal: Option<Sig>,
     rewrites: Vec<(Sig, Option<Sig>)>,
     delays: Vec<(Sig, Duration)>,
+    exit_report: Option<PathBuf>,
 }
 
 impl Flags {
@@ -367,6 +374,15 @@ impl Flags {
             Opt::DrainSignal => self.drain_signal = Some(checked(option, value, signal)?),
             Opt::Rewrite => self.rewrites.push(checked(option, value, rewrite)?),
             Opt::Delay => self.delays.push(checked(option, value, delay)?),
+            Opt::ExitReport => {
+                let path = OsStr::from_bytes(value).to_owned();
+                self.exit_report =
+                    Some(report_path(path).map_err(|reason| UsageError::BadValue {
+                        option: option.to_owned(),
+                        value: String::new(),
+                        reason,
+                    })?);
+            }
         }
         Ok(())
     }
@@ -395,6 +411,17 @@ impl Flags {
             Some(grace) => Some(grace),
             None => env_value(env, "FERRINIT_GRACE_PERIOD", duration)?,
         };
+        let exit_report = match self.exit_report {
+            Some(path) => Some(path),
+            None => match env("FERRINIT_EXIT_REPORT") {
+                Some(value) => Some(report_path(value).map_err(|reason| UsageError::BadEnv {
+                    name: "FERRINIT_EXIT_REPORT",
+                    value: String::new(),
+                    reason,
+                })?),
+                None => None,
+            },
+        };
         Ok(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
@@ -412,6 +439,7 @@ impl Flags {
             drain_signal: self.drain_signal.unwrap_or(Sig::TERM),
             rewrites: self.rewrites,
             delays: self.delays,
+            exit_report,
         })
     }
 }
@@ -496,6 +524,14 @@ fn env_value<T>(
         .to_str()
         .ok_or_else(|| bad("not valid UTF-8".into()))?;
     parse(text).map(Some).map_err(bad)
+}
+
+/// Any path but an empty one (which names no file).
+fn report_path(value: OsString) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("expected a file path".into());
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn switch(text: &str) -> Result<bool, String> {
@@ -631,6 +667,9 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second
                              SIG during the wait goes through at once
   -P, --pause                Run no command: reap, sleep, exit 0 on TERM/INT/HUP
+      --exit-report PATH     At exit, write how the run ended to PATH as JSON:
+                             code, signal, core_dumped, oom_killed, forwarded,
+                             drained, killed, run_time_ms
   -w, --warn-on-reap         Warn whenever a process other than the child is reaped
   -v, --verbose              More logging on stderr (repeatable)
   -h, --help                 Print this help
@@ -645,11 +684,13 @@ Environment:
   FERRINIT_KILL_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP like -g
   FERRINIT_VERBOSITY, TINI_VERBOSITY    0 errors, 1 warnings (default), 2, 3
   FERRINIT_GRACE_PERIOD                 like -t
+  FERRINIT_EXIT_REPORT                  like --exit-report
 A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 
-Exit codes: the child's; 2 usage error; 125 ferrinit failed; 126 COMMAND
-cannot be executed; 127 COMMAND not found.
+Exit codes: the child's; 2 usage error; 125 ferrinit failed (or cannot
+create the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
+not found.
 ";
 
 #[cfg(test)]

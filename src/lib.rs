@@ -8,6 +8,7 @@ mod cli;
 mod delay;
 mod drain;
 mod environ;
+mod exit_report;
 mod exit_status;
 mod fds;
 mod forward;
