@@ -10,6 +10,7 @@
 use std::ffi::{CStr, OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::contain::Level as ContainLevel;
@@ -116,6 +117,8 @@ pub struct Config {
     pub delays: Vec<(Sig, Duration)>,
     /// `--contain[=LEVEL]`: keep everything the command starts inside, and stop it at the end.
     pub contain: Option<ContainLevel>,
+    /// `--exit-report PATH`: where to write how the run ended, as JSON.
+    pub exit_report: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -199,6 +202,7 @@ enum Opt {
     Rewrite,
     Delay,
     Contain,
+    ExitReport,
 }
 
 impl Opt {
@@ -237,6 +241,7 @@ impl Opt {
             b"rewrite" => Opt::Rewrite,
             b"delay" => Opt::Delay,
             b"contain" => Opt::Contain,
+            b"exit-report" => Opt::ExitReport,
             _ => return None,
         })
     }
@@ -250,6 +255,7 @@ impl Opt {
                 | Opt::DrainSignal
                 | Opt::Rewrite
                 | Opt::Delay
+                | Opt::ExitReport
         )
     }
 
@@ -359,6 +365,7 @@ struct Flags {
     rewrites: Vec<(Sig, Option<Sig>)>,
     delays: Vec<(Sig, Duration)>,
     contain: Option<ContainLevel>,
+    exit_report: Option<PathBuf>,
 }
 
 impl Flags {
@@ -385,6 +392,15 @@ impl Flags {
                     None => ContainLevel::Auto,
                     Some(level) => checked(option, level, contain_level)?,
                 })
+            }
+            Opt::ExitReport => {
+                let path = OsStr::from_bytes(value).to_owned();
+                self.exit_report =
+                    Some(report_path(path).map_err(|reason| UsageError::BadValue {
+                        option: option.to_owned(),
+                        value: String::new(),
+                        reason,
+                    })?);
             }
         }
         Ok(())
@@ -414,6 +430,17 @@ impl Flags {
             Some(grace) => Some(grace),
             None => env_value(env, "FERRINIT_GRACE_PERIOD", duration)?,
         };
+        let exit_report = match self.exit_report {
+            Some(path) => Some(path),
+            None => match env("FERRINIT_EXIT_REPORT") {
+                Some(value) => Some(report_path(value).map_err(|reason| UsageError::BadEnv {
+                    name: "FERRINIT_EXIT_REPORT",
+                    value: String::new(),
+                    reason,
+                })?),
+                None => None,
+            },
+        };
         Ok(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
@@ -435,6 +462,7 @@ impl Flags {
                 Some(level) => Some(level),
                 None => env_value(env, "FERRINIT_CONTAIN", contain_level)?,
             },
+            exit_report,
         })
     }
 }
@@ -519,6 +547,14 @@ fn env_value<T>(
         .to_str()
         .ok_or_else(|| bad("not valid UTF-8".into()))?;
     parse(text).map(Some).map_err(bad)
+}
+
+/// Any path but an empty one (which names no file).
+fn report_path(value: OsString) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("expected a file path".into());
+    }
+    Ok(PathBuf::from(value))
 }
 
 fn switch(text: &str) -> Result<bool, String> {
@@ -661,6 +697,9 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
                              when COMMAND exits; LEVEL: auto (default), pidns,
                              cgroup or subreaper (see README, Containment)
   -P, --pause                Run no command: reap, sleep, exit 0 on TERM/INT/HUP
+      --exit-report PATH     At exit, write how the run ended to PATH as JSON:
+                             code, signal, core_dumped, oom_killed, forwarded,
+                             drained, killed, run_time_ms
   -w, --warn-on-reap         Warn whenever a process other than the child is reaped
   -v, --verbose              More logging on stderr (repeatable)
   -h, --help                 Print this help
@@ -676,11 +715,13 @@ Environment:
   FERRINIT_VERBOSITY, TINI_VERBOSITY    0 errors, 1 warnings (default), 2, 3
   FERRINIT_GRACE_PERIOD                 like -t
   FERRINIT_CONTAIN                      like --contain=LEVEL
+  FERRINIT_EXIT_REPORT                  like --exit-report
 A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 
-Exit codes: the child's; 2 usage error; 125 ferrinit failed; 126 COMMAND
-cannot be executed; 127 COMMAND not found.
+Exit codes: the child's; 2 usage error; 125 ferrinit failed (or cannot
+create the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
+not found.
 ";
 
 #[cfg(test)]

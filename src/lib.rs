@@ -10,6 +10,7 @@ mod contain;
 mod delay;
 mod drain;
 mod environ;
+mod exit_report;
 mod exit_status;
 mod fds;
 mod forward;
