@@ -4,7 +4,9 @@
 //! → fds (fill closed stdio) → environ → cli → supervise (become a reaper, spawn, forward and
 //! reap, drain) → exit with the code from exit_status.
 
+mod cgroup;
 mod cli;
+mod contain;
 mod delay;
 mod drain;
 mod environ;
@@ -17,6 +19,7 @@ mod reap;
 mod signals;
 mod spawn;
 mod supervise;
+mod sweep;
 mod tty;
 
 use exit_status::code;
@@ -44,7 +47,10 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
-    let code = supervise::run(&config, &environ, &signals, parent);
+    let code = match config.contain {
+        Some(level) => contain::run(&config, &environ, &signals, level, parent),
+        None => supervise::run(&config, &environ, &signals, parent),
+    };
     // Straight out: nothing left to clean up is worth the instructions.
     std::process::exit(code.into())
 }
