@@ -8,7 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferrinit_testkit::{Finished, Running, as_pid1, is_root, probe, run, scratch_dir, which};
+use ferrinit_testkit::{
+    Finished, Running, as_pid1, probe, require_host, require_root, run, scratch_dir, tool,
+};
 
 fn probe_arg() -> &'static str {
     probe().to_str().expect("utf-8 path")
@@ -127,7 +129,7 @@ fn mount_of(path: &str, is_hierarchy: impl Fn(&str, &str) -> bool) -> Option<Pat
 /// OOM killer stops it. A control child in the same cgroup dies of a SIGKILL that is not the
 /// OOM killer's, and must not be blamed on it.
 fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
-    let tail = which("tail").expect("tail (coreutils) is installed");
+    let tail = tool("tail");
     let path = report_path("oom");
     let mut command = as_pid1([
         "--exit-report".as_ref(),
@@ -165,32 +167,35 @@ fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
     assert_eq!(report(&path)["oom_killed"], false);
 }
 
-fn needs_root_for_cgroups() {
-    assert!(
-        is_root(),
-        "the OOM tests make memory cgroups, which needs root"
-    );
+fn needs_root_for_cgroups() -> bool {
+    require_root("the OOM tests make memory cgroups")
 }
 
 #[test]
 fn oom_kill_is_named_from_the_v1_memory_oom_control_on_hosts_with_a_v1_memory_controller() {
-    needs_root_for_cgroups();
-    let Some(cgroup) = MemoryCgroup::v1("oom-v1") else {
-        eprintln!("NOT RUN: this host has no cgroup v1 memory controller (see the v2 test)");
+    if !needs_root_for_cgroups() {
         return;
-    };
+    }
+    let cgroup = MemoryCgroup::v1("oom-v1");
+    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
+    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
     oom_kill_is_named_as_the_cause(&cgroup);
 }
 
 #[test]
 fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_controller() {
-    needs_root_for_cgroups();
-    let Some(cgroup) = MemoryCgroup::v2("oom-v2") else {
-        eprintln!(
-            "NOT RUN: this host has no cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)"
-        );
+    if !needs_root_for_cgroups() {
         return;
-    };
+    }
+    let cgroup = MemoryCgroup::v2("oom-v2");
+    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
+    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
     oom_kill_is_named_as_the_cause(&cgroup);
 }
 

@@ -316,7 +316,7 @@ fn as_pid1_the_drain_waits_for_processes_that_joined_the_namespace() {
     let mut running = Running::start(as_pid1(["-t", "1h", "--", probe_arg(), "wait"]));
     running.expect_stdout("ready");
     let init = running.init_pid().to_string();
-    let nsenter = ferrinit_testkit::which("nsenter").expect("nsenter (util-linux) is installed");
+    let nsenter = ferrinit_testkit::tool("nsenter");
     let mut joined = Running::start(ferrinit_testkit::clean_command(
         nsenter,
         [

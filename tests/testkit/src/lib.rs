@@ -21,7 +21,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 pub mod containers;
 mod tools;
 
-pub use tools::{debian_package, require, require_root, skip_log, tool};
+pub use tools::{debian_package, require, require_host, require_root, skip_log, tool};
 
 /// How long a wait may see no progress (no awaited line, no change in what is polled) before the
 /// test calls the run stuck: 120 s, or `FERRINIT_TEST_STALL_SECS`. Generous on purpose: a loaded

@@ -68,6 +68,23 @@ pub fn require_root(why: &str) -> bool {
     )
 }
 
+/// Whether the host has `feature` (a kernel facility no package can install, such as a cgroup
+/// v2 memory controller), which the test needs: without it the test fails, unless
+/// `FERRINIT_TEST_SKIP` names the feature; then the skip is recorded like any other.
+#[track_caller]
+pub fn require_host(feature: &str, available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if opted_out(&[feature]) {
+        record_skip(&format!("this host has no {what}"));
+        return false;
+    }
+    panic!(
+        "this host has no {what}: run this test where there is one, or skip it with FERRINIT_TEST_SKIP={feature}"
+    )
+}
+
 fn missing(tool: &str) -> String {
     // Not a Debian package: cargo's own subcommand, from crates.io.
     if tool == "cargo-deb" {
