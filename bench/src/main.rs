@@ -100,7 +100,7 @@ fn main() {
             fail(&format!("'{tool}' is missing: apt-get install {package}"));
         }
     }
-    let users = run::wait_signal_uid_unused(std::time::Duration::from_secs(10));
+    let users = run::wait_signal_uid_unused();
     if !users.is_empty() {
         fail(&format!(
             "uid {} is meant for the benchmark alone, but processes {users:?} use it",

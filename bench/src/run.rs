@@ -5,11 +5,14 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use ferrinit_testkit::stall_timeout;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// The uid that storms and the fairness burst run as: RLIMIT_SIGPENDING counts the signals
 /// queued for all processes of one real uid, so under root any other root process could fill
@@ -73,14 +76,14 @@ pub fn signal_uid_note() -> String {
     }
 }
 
-/// Waits (up to `timeout`) until no process runs as [`SIGNAL_UID`] any more: a namespace
-/// torn down with SIGKILL takes a moment to go, and the next workload must start with the
-/// uid's signal queue empty. Returns the processes still there.
-pub fn wait_signal_uid_unused(timeout: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + timeout;
+/// Waits until no process runs as [`SIGNAL_UID`] any more: a namespace torn down with SIGKILL
+/// takes a moment to go, and the next workload must start with the uid's signal queue empty.
+/// Returns the processes still there after a [stall timeout](stall_timeout).
+pub fn wait_signal_uid_unused() -> Vec<i32> {
+    let since = Instant::now();
     loop {
         let users = signal_uid_users();
-        if users.is_empty() || Instant::now() > deadline {
+        if users.is_empty() || since.elapsed() > stall_timeout() {
             return users;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -159,17 +162,11 @@ pub fn status_number(pid: i32, field: &str) -> u64 {
 
 /// The host pid of PID 1 of the namespace that `unshare` (pid `unshare`) created.
 pub fn pid1_of(unshare: i32) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(&pid) = ferrinit_testkit::children_of(unshare).first() {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "unshare {unshare} forked nothing"
-        );
-        std::thread::yield_now();
-    }
+    let children = || ferrinit_testkit::children_of(unshare);
+    wait_until(&format!("unshare {unshare} to fork PID 1"), || {
+        !children().is_empty()
+    });
+    children()[0]
 }
 
 /// Waits for a process to exit (not necessarily our child), up to `timeout`.
@@ -360,6 +357,14 @@ impl SyscallCounter {
 
     fn switch(&mut self, command: &str) {
         writeln!(self.control, "{command}").expect("perf control");
+        // A perf that died or hangs never answers: fail at a stall instead of waiting forever.
+        let mut ack = [PollFd::new(self.ack.get_ref().as_fd(), PollFlags::POLLIN)];
+        let stall = PollTimeout::try_from(stall_timeout()).unwrap_or(PollTimeout::MAX);
+        assert!(
+            matches!(poll(&mut ack, stall), Ok(n) if n > 0),
+            "perf did not answer '{command}' within {:?}",
+            stall_timeout()
+        );
         let mut line = String::new();
         self.ack.read_line(&mut line).expect("perf ack");
         // perf ends each answer with a NUL after the newline.
@@ -450,13 +455,46 @@ pub fn state(pid: i32) -> char {
         .unwrap_or('?')
 }
 
-/// Waits until `condition` holds, failing after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+/// Polls `condition` until it holds, for states that no event announces (a signal no longer
+/// pending, a process stopped). Only a hang fails it: no success for a [`stall_timeout`].
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_progressing(what, condition, || ());
+}
+
+/// As [`wait_until`], for a state that takes long work to reach: it fails only once `progress()`
+/// (CPU used, a count going down) has not changed for a [`stall_timeout`].
+pub fn wait_until_progressing<P: PartialEq>(
+    what: &str,
+    condition: impl FnMut() -> bool,
+    progress: impl FnMut() -> P,
+) {
+    assert!(
+        until_stalled(Duration::from_micros(200), condition, progress),
+        "gave up waiting for {what}: no progress for {:?}",
+        stall_timeout()
+    );
+}
+
+/// Polls `condition` every `interval` (short: some waits are measured) until it holds (true),
+/// or until `progress()` has not changed for a [`stall_timeout`] (false). A loaded machine may
+/// take as long as it needs; only a run that stopped moving ends early.
+pub fn until_stalled<P: PartialEq>(
+    interval: Duration,
+    mut condition: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> P,
+) -> bool {
+    let (mut last, mut since) = (progress(), Instant::now());
     while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
+        let now = progress();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        if since.elapsed() > stall_timeout() {
+            return false;
+        }
+        std::thread::sleep(interval);
     }
+    true
 }
 
 pub fn have(program: &str) -> bool {

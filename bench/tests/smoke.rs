@@ -1,7 +1,7 @@
 //! The benchmark harness in smoke mode: every workload, every init, a few iterations, so that
 //! the harness never rots. Nothing here is timed or compared.
 
-use ferrinit_testkit::{require, scratch_dir};
+use ferrinit_testkit::{Running, require, scratch_dir};
 
 #[test]
 fn the_harness_runs_every_workload_for_every_init_in_smoke_mode() {
@@ -21,19 +21,20 @@ fn the_harness_runs_every_workload_for_every_init_in_smoke_mode() {
     }
     let dir = scratch_dir("bench-smoke");
     let (report, chart) = (dir.join("BENCHMARKS.md"), dir.join("ratios.svg"));
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ferrinit-bench"))
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrinit-bench"));
+    command
         .arg("--smoke")
         .arg("--out")
         .arg(&report)
         .arg("--chart")
-        .arg(&chart)
-        .output()
-        .expect("run the harness");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        .arg(&chart);
+    // The run takes as long as the machine needs: every line the harness writes (a step begun, a
+    // build's progress) restarts the stall timeout, so only a run that hangs fails here.
+    let mut run = Running::start(command);
+    run.close_stdin();
+    while !run.expect_stderr("").contains("ferrinit-bench: wrote") {}
+    let run = run.finish();
+    assert!(run.status.success(), "{}", run.stderr.join("\n"));
     let text = std::fs::read_to_string(&report).unwrap();
     for section in [
         "1. Binary size",
