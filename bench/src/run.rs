@@ -9,15 +9,51 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrinit_testkit::stall_timeout;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-/// The uid that storms and the fairness burst run as: RLIMIT_SIGPENDING counts the signals
+/// The uids that storms and the fairness burst may run as: RLIMIT_SIGPENDING counts the signals
 /// queued for all processes of one real uid, so under root any other root process could fill
-/// the queue and make real-time sends fail. No process on this machine uses this uid.
-pub const SIGNAL_UID: u32 = 3_141_592;
+/// the queue and make real-time sends fail. No process on this machine uses these uids.
+const SIGNAL_UIDS: std::ops::Range<u32> = 3_141_592..3_141_608;
+
+/// This run's uid from [`SIGNAL_UIDS`], claimed by [`claim_signal_uid`].
+static SIGNAL_UID: OnceLock<(u32, std::fs::File)> = OnceLock::new();
+
+/// Claims the first uid of [`SIGNAL_UIDS`] that no process runs as and no other run holds (an
+/// exclusive lock on a file named after it, held until this process ends): benchmarks run at
+/// the same time on a shared machine, or the leftovers of a killed one, never share a queue.
+pub fn claim_signal_uid() -> Result<u32, String> {
+    for uid in SIGNAL_UIDS {
+        let path = std::env::temp_dir().join(format!("ferrinit-bench-uid-{uid}.lock"));
+        let Ok(lock) = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock has no memory-safety preconditions; the descriptor is open.
+        let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if locked && users_of(uid).is_empty() {
+            let _ = SIGNAL_UID.set((uid, lock));
+            return Ok(uid);
+        }
+    }
+    Err(format!(
+        "every uid from {} to {} is in use by another benchmark or its leftovers",
+        SIGNAL_UIDS.start,
+        SIGNAL_UIDS.end - 1
+    ))
+}
+
+/// The uid [`claim_signal_uid`] claimed.
+fn signal_uid() -> u32 {
+    SIGNAL_UID.get().expect("claim_signal_uid first").0
+}
 
 /// `unshare --pid --fork --mount-proc ARGV` with an empty environment (`env -i`): ARGV[0] is
 /// PID 1 of a new namespace. Without root, a user namespace maps us to root inside it.
@@ -39,17 +75,18 @@ pub fn as_pid1_with_env(argv: &[OsString], env: &[(String, String)]) -> Command 
     command
 }
 
-/// [`as_pid1`], with PID 1 (and so everything under it) running as [`SIGNAL_UID`]: `setpriv`
+/// [`as_pid1`], with PID 1 (and so everything under it) running as [`signal_uid`]: `setpriv`
 /// is the namespace's first process and execs ARGV as that uid. Needs root; otherwise the
 /// command runs as the caller's uid, and [`signal_uid_note`] says so.
 pub fn as_pid1_as_signal_uid(argv: &[OsString]) -> Command {
     if !nix::unistd::geteuid().is_root() {
         return as_pid1(argv);
     }
+    let uid = signal_uid();
     let mut wrapped: Vec<OsString> = vec![
         "/usr/bin/setpriv".into(),
-        format!("--reuid={SIGNAL_UID}").into(),
-        format!("--regid={SIGNAL_UID}").into(),
+        format!("--reuid={uid}").into(),
+        format!("--regid={uid}").into(),
         "--clear-groups".into(),
     ];
     wrapped.extend(argv.iter().cloned());
@@ -68,21 +105,22 @@ pub fn signal_uid_note() -> String {
         })
         .unwrap_or_else(|| "unknown".into());
     if nix::unistd::geteuid().is_root() {
+        let uid = signal_uid();
         format!(
-            "uid {SIGNAL_UID} (`setpriv --reuid={SIGNAL_UID} --regid={SIGNAL_UID} --clear-groups`, a uid no other process uses; RLIMIT_SIGPENDING {limit})"
+            "uid {uid} (`setpriv --reuid={uid} --regid={uid} --clear-groups`, a uid no other process uses; RLIMIT_SIGPENDING {limit})"
         )
     } else {
         format!("the caller's own uid (not root: setpriv cannot switch; RLIMIT_SIGPENDING {limit})")
     }
 }
 
-/// Waits until no process runs as [`SIGNAL_UID`] any more: a namespace torn down with SIGKILL
+/// Waits until no process runs as [`signal_uid`] any more: a namespace torn down with SIGKILL
 /// takes a moment to go, and the next workload must start with the uid's signal queue empty.
 /// Returns the processes still there after a [stall timeout](stall_timeout).
 pub fn wait_signal_uid_unused() -> Vec<i32> {
     let since = Instant::now();
     loop {
-        let users = signal_uid_users();
+        let users = users_of(signal_uid());
         if users.is_empty() || since.elapsed() > stall_timeout() {
             return users;
         }
@@ -90,8 +128,9 @@ pub fn wait_signal_uid_unused() -> Vec<i32> {
     }
 }
 
-/// Processes running as [`SIGNAL_UID`], which would share its queue.
-fn signal_uid_users() -> Vec<i32> {
+/// Processes running as `uid` (real, effective, saved or file system), which share its queue.
+fn users_of(uid: u32) -> Vec<i32> {
+    let uid = uid.to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -99,10 +138,8 @@ fn signal_uid_users() -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| {
-            ferrinit_testkit::status_field(pid, "Uid").is_some_and(|uids| {
-                uids.split_whitespace()
-                    .any(|uid| uid == SIGNAL_UID.to_string())
-            })
+            ferrinit_testkit::status_field(pid, "Uid")
+                .is_some_and(|uids| uids.split_whitespace().any(|u| u == uid))
         })
         .collect()
 }

@@ -1,5 +1,5 @@
 //! The signal workloads: forwarding one signal at a time, storms of two mixes, and fairness.
-//! Storms and the fairness burst run as a uid of their own (see run::SIGNAL_UID), so that no
+//! Storms and the fairness burst run as a uid of their own (see run::claim_signal_uid), so that no
 //! other process can fill the real-time signal queue they depend on.
 
 use std::io::Read;
