@@ -100,13 +100,7 @@ fn main() {
             fail(&format!("'{tool}' is missing: apt-get install {package}"));
         }
     }
-    let users = run::wait_signal_uid_unused(std::time::Duration::from_secs(10));
-    if !users.is_empty() {
-        fail(&format!(
-            "uid {} is meant for the benchmark alone, but processes {users:?} use it",
-            run::SIGNAL_UID
-        ));
-    }
+    run::claim_signal_uid().unwrap_or_else(|message| fail(&message));
     let scratch = ferrinit_testkit::scratch_dir("bench");
     let floor = Init::floor(&scratch).unwrap_or_else(|message| fail(&message));
     eprintln!("ferrinit-bench: building the static ferrinit and the probe ...");

@@ -5,16 +5,55 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The uid that storms and the fairness burst run as: RLIMIT_SIGPENDING counts the signals
+use ferrinit_testkit::stall_timeout;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// The uids that storms and the fairness burst may run as: RLIMIT_SIGPENDING counts the signals
 /// queued for all processes of one real uid, so under root any other root process could fill
-/// the queue and make real-time sends fail. No process on this machine uses this uid.
-pub const SIGNAL_UID: u32 = 3_141_592;
+/// the queue and make real-time sends fail. No process on this machine uses these uids.
+const SIGNAL_UIDS: std::ops::Range<u32> = 3_141_592..3_141_608;
+
+/// This run's uid from [`SIGNAL_UIDS`], claimed by [`claim_signal_uid`].
+static SIGNAL_UID: OnceLock<(u32, std::fs::File)> = OnceLock::new();
+
+/// Claims the first uid of [`SIGNAL_UIDS`] that no process runs as and no other run holds (an
+/// exclusive lock on a file named after it, held until this process ends): benchmarks run at
+/// the same time on a shared machine, or the leftovers of a killed one, never share a queue.
+pub fn claim_signal_uid() -> Result<u32, String> {
+    for uid in SIGNAL_UIDS {
+        let path = std::env::temp_dir().join(format!("ferrinit-bench-uid-{uid}.lock"));
+        let Ok(lock) = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock has no memory-safety preconditions; the descriptor is open.
+        let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if locked && users_of(uid).is_empty() {
+            let _ = SIGNAL_UID.set((uid, lock));
+            return Ok(uid);
+        }
+    }
+    Err(format!(
+        "every uid from {} to {} is in use by another benchmark or its leftovers",
+        SIGNAL_UIDS.start,
+        SIGNAL_UIDS.end - 1
+    ))
+}
+
+/// The uid [`claim_signal_uid`] claimed.
+fn signal_uid() -> u32 {
+    SIGNAL_UID.get().expect("claim_signal_uid first").0
+}
 
 /// `unshare --pid --fork --mount-proc ARGV` with an empty environment (`env -i`): ARGV[0] is
 /// PID 1 of a new namespace. Without root, a user namespace maps us to root inside it.
@@ -36,17 +75,18 @@ pub fn as_pid1_with_env(argv: &[OsString], env: &[(String, String)]) -> Command 
     command
 }
 
-/// [`as_pid1`], with PID 1 (and so everything under it) running as [`SIGNAL_UID`]: `setpriv`
+/// [`as_pid1`], with PID 1 (and so everything under it) running as [`signal_uid`]: `setpriv`
 /// is the namespace's first process and execs ARGV as that uid. Needs root; otherwise the
 /// command runs as the caller's uid, and [`signal_uid_note`] says so.
 pub fn as_pid1_as_signal_uid(argv: &[OsString]) -> Command {
     if !nix::unistd::geteuid().is_root() {
         return as_pid1(argv);
     }
+    let uid = signal_uid();
     let mut wrapped: Vec<OsString> = vec![
         "/usr/bin/setpriv".into(),
-        format!("--reuid={SIGNAL_UID}").into(),
-        format!("--regid={SIGNAL_UID}").into(),
+        format!("--reuid={uid}").into(),
+        format!("--regid={uid}").into(),
         "--clear-groups".into(),
     ];
     wrapped.extend(argv.iter().cloned());
@@ -65,30 +105,32 @@ pub fn signal_uid_note() -> String {
         })
         .unwrap_or_else(|| "unknown".into());
     if nix::unistd::geteuid().is_root() {
+        let uid = signal_uid();
         format!(
-            "uid {SIGNAL_UID} (`setpriv --reuid={SIGNAL_UID} --regid={SIGNAL_UID} --clear-groups`, a uid no other process uses; RLIMIT_SIGPENDING {limit})"
+            "uid {uid} (`setpriv --reuid={uid} --regid={uid} --clear-groups`, a uid no other process uses; RLIMIT_SIGPENDING {limit})"
         )
     } else {
         format!("the caller's own uid (not root: setpriv cannot switch; RLIMIT_SIGPENDING {limit})")
     }
 }
 
-/// Waits (up to `timeout`) until no process runs as [`SIGNAL_UID`] any more: a namespace
-/// torn down with SIGKILL takes a moment to go, and the next workload must start with the
-/// uid's signal queue empty. Returns the processes still there.
-pub fn wait_signal_uid_unused(timeout: Duration) -> Vec<i32> {
-    let deadline = Instant::now() + timeout;
+/// Waits until no process runs as [`signal_uid`] any more: a namespace torn down with SIGKILL
+/// takes a moment to go, and the next workload must start with the uid's signal queue empty.
+/// Returns the processes still there after a [stall timeout](stall_timeout).
+pub fn wait_signal_uid_unused() -> Vec<i32> {
+    let since = Instant::now();
     loop {
-        let users = signal_uid_users();
-        if users.is_empty() || Instant::now() > deadline {
+        let users = users_of(signal_uid());
+        if users.is_empty() || since.elapsed() > stall_timeout() {
             return users;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-/// Processes running as [`SIGNAL_UID`], which would share its queue.
-fn signal_uid_users() -> Vec<i32> {
+/// Processes running as `uid` (real, effective, saved or file system), which share its queue.
+fn users_of(uid: u32) -> Vec<i32> {
+    let uid = uid.to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -96,10 +138,8 @@ fn signal_uid_users() -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| {
-            ferrinit_testkit::status_field(pid, "Uid").is_some_and(|uids| {
-                uids.split_whitespace()
-                    .any(|uid| uid == SIGNAL_UID.to_string())
-            })
+            ferrinit_testkit::status_field(pid, "Uid")
+                .is_some_and(|uids| uids.split_whitespace().any(|u| u == uid))
         })
         .collect()
 }
@@ -159,17 +199,11 @@ pub fn status_number(pid: i32, field: &str) -> u64 {
 
 /// The host pid of PID 1 of the namespace that `unshare` (pid `unshare`) created.
 pub fn pid1_of(unshare: i32) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(&pid) = ferrinit_testkit::children_of(unshare).first() {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "unshare {unshare} forked nothing"
-        );
-        std::thread::yield_now();
-    }
+    let children = || ferrinit_testkit::children_of(unshare);
+    wait_until(&format!("unshare {unshare} to fork PID 1"), || {
+        !children().is_empty()
+    });
+    children()[0]
 }
 
 /// Waits for a process to exit (not necessarily our child), up to `timeout`.
@@ -360,6 +394,14 @@ impl SyscallCounter {
 
     fn switch(&mut self, command: &str) {
         writeln!(self.control, "{command}").expect("perf control");
+        // A perf that died or hangs never answers: fail at a stall instead of waiting forever.
+        let mut ack = [PollFd::new(self.ack.get_ref().as_fd(), PollFlags::POLLIN)];
+        let stall = PollTimeout::try_from(stall_timeout()).unwrap_or(PollTimeout::MAX);
+        assert!(
+            matches!(poll(&mut ack, stall), Ok(n) if n > 0),
+            "perf did not answer '{command}' within {:?}",
+            stall_timeout()
+        );
         let mut line = String::new();
         self.ack.read_line(&mut line).expect("perf ack");
         // perf ends each answer with a NUL after the newline.
@@ -450,13 +492,46 @@ pub fn state(pid: i32) -> char {
         .unwrap_or('?')
 }
 
-/// Waits until `condition` holds, failing after `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+/// Polls `condition` until it holds, for states that no event announces (a signal no longer
+/// pending, a process stopped). Only a hang fails it: no success for a [`stall_timeout`].
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_progressing(what, condition, || ());
+}
+
+/// As [`wait_until`], for a state that takes long work to reach: it fails only once `progress()`
+/// (CPU used, a count going down) has not changed for a [`stall_timeout`].
+pub fn wait_until_progressing<P: PartialEq>(
+    what: &str,
+    condition: impl FnMut() -> bool,
+    progress: impl FnMut() -> P,
+) {
+    assert!(
+        until_stalled(Duration::from_micros(200), condition, progress),
+        "gave up waiting for {what}: no progress for {:?}",
+        stall_timeout()
+    );
+}
+
+/// Polls `condition` every `interval` (short: some waits are measured) until it holds (true),
+/// or until `progress()` has not changed for a [`stall_timeout`] (false). A loaded machine may
+/// take as long as it needs; only a run that stopped moving ends early.
+pub fn until_stalled<P: PartialEq>(
+    interval: Duration,
+    mut condition: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> P,
+) -> bool {
+    let (mut last, mut since) = (progress(), Instant::now());
     while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
+        let now = progress();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        if since.elapsed() > stall_timeout() {
+            return false;
+        }
+        std::thread::sleep(interval);
     }
+    true
 }
 
 pub fn have(program: &str) -> bool {

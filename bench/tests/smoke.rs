@@ -1,7 +1,9 @@
 //! The benchmark harness in smoke mode: every workload, every init, a few iterations, so that
 //! the harness never rots. Nothing here is timed or compared.
 
-use ferrinit_testkit::{require, scratch_dir};
+use std::time::{Duration, Instant};
+
+use ferrinit_testkit::{Running, cpu_ticks_of_tree, is_alive, require, scratch_dir, stall_timeout};
 
 #[test]
 fn the_harness_runs_every_workload_for_every_init_in_smoke_mode() {
@@ -21,19 +23,39 @@ fn the_harness_runs_every_workload_for_every_init_in_smoke_mode() {
     }
     let dir = scratch_dir("bench-smoke");
     let (report, chart) = (dir.join("BENCHMARKS.md"), dir.join("ratios.svg"));
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ferrinit-bench"))
+    let log = dir.join("stderr.txt");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ferrinit-bench"));
+    command
         .arg("--smoke")
         .arg("--out")
         .arg(&report)
         .arg("--chart")
-        .arg(&chart)
-        .output()
-        .expect("run the harness");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+        .arg(&chart);
+    let stderr = std::fs::File::create(&log).unwrap();
+    let run = Running::start_with_stderr(command, stderr.into());
+    // The run takes as long as the machine needs: it fails only once it has stopped moving,
+    // with no line written and no CPU used by its processes for a stall timeout.
+    let progress = || {
+        let written = std::fs::metadata(&log).map_or(0, |m| m.len());
+        (written, cpu_ticks_of_tree(run.pid()))
+    };
+    let (mut last, mut since) = (progress(), Instant::now());
+    while is_alive(run.pid()) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = progress();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        assert!(
+            since.elapsed() < stall_timeout(),
+            "the harness made no progress for {:?}: {}",
+            stall_timeout(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let status = run.finish().status;
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status}: {stderr}");
     let text = std::fs::read_to_string(&report).unwrap();
     for section in [
         "1. Binary size",
