@@ -1,6 +1,14 @@
 # ferrinit as an image: a Rust build stage, then the static binary alone in `FROM scratch`.
 #
-#   docker build -t ferrinit .
+#   docker build -t ferrinit .        (or podman build, buildah build: the base image is named in
+#                                      full, as they resolve no short names by default)
+#
+# With no registry access, build the static binary on the host (README, Building) and hand it in
+# as the "build" stage, as the tests do; then no image is pulled at all:
+#
+#   podman build --build-context build=DIR --file Dockerfile --tag ferrinit DIR
+#
+# where DIR holds the binary alone, named ferrinit.
 #
 # Use it in your own image (never at /sbin/init: podman takes that for systemd):
 #
@@ -8,7 +16,7 @@
 #   ENTRYPOINT ["/ferrinit", "--"]
 #   CMD ["your-program", "--its-flags"]
 
-FROM rust:1-bookworm AS build
+FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
 # The workspace manifest names its members, so their manifests come along; .cargo/config.toml
 # makes the release build static.

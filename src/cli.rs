@@ -10,8 +10,10 @@
 use std::ffi::{CStr, OsStr, OsString};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::contain::Level as ContainLevel;
 use crate::exit_status::ExitRemap;
 use crate::log;
 use crate::signals::Sig;
@@ -91,7 +93,7 @@ impl PartialEq for Command {
 
 impl Eq for Command {}
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Run this command as the main child.
     Run(Command),
@@ -99,7 +101,7 @@ pub enum Mode {
     Pause,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
     pub subreaper: bool,
@@ -113,6 +115,10 @@ pub struct Config {
     /// `(received, forwarded)`; `None` drops the signal.
     pub rewrites: Vec<(Sig, Option<Sig>)>,
     pub delays: Vec<(Sig, Duration)>,
+    /// `--contain[=LEVEL]`: keep everything the command starts inside, and stop it at the end.
+    pub contain: Option<ContainLevel>,
+    /// `--exit-report PATH`: where to write how the run ended, as JSON.
+    pub exit_report: Option<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -195,6 +201,8 @@ enum Opt {
     DrainSignal,
     Rewrite,
     Delay,
+    Contain,
+    ExitReport,
 }
 
 impl Opt {
@@ -232,6 +240,8 @@ impl Opt {
             b"drain-signal" => Opt::DrainSignal,
             b"rewrite" => Opt::Rewrite,
             b"delay" => Opt::Delay,
+            b"contain" => Opt::Contain,
+            b"exit-report" => Opt::ExitReport,
             _ => return None,
         })
     }
@@ -245,7 +255,13 @@ impl Opt {
                 | Opt::DrainSignal
                 | Opt::Rewrite
                 | Opt::Delay
+                | Opt::ExitReport
         )
+    }
+
+    /// `--contain` or `--contain=LEVEL`: a value only when attached.
+    fn takes_attached_value(self) -> bool {
+        self == Opt::Contain
     }
 }
 
@@ -275,6 +291,7 @@ pub fn parse(argv: Argv, env: impl Fn(&str) -> Option<OsString>) -> Result<Actio
             let option = format!("--{}", String::from_utf8_lossy(name));
             let opt = Opt::long(name).ok_or_else(|| UsageError::UnknownOption(option.clone()))?;
             let value = match (opt.takes_value(), attached) {
+                (false, Some(value)) if opt.takes_attached_value() => Some(value),
                 (false, Some(value)) => {
                     return Err(UsageError::UnexpectedValue {
                         option,
@@ -347,10 +364,13 @@ struct Flags {
     drain_signal: Option<Sig>,
     rewrites: Vec<(Sig, Option<Sig>)>,
     delays: Vec<(Sig, Duration)>,
+    contain: Option<ContainLevel>,
+    exit_report: Option<PathBuf>,
 }
 
 impl Flags {
     fn apply(&mut self, opt: Opt, option: &str, value: Option<&[u8]>) -> Result<(), UsageError> {
+        let given = value;
         let value = value.unwrap_or_default();
         match opt {
             Opt::Help => _ = self.print.get_or_insert_with(|| HELP.to_owned()),
@@ -367,6 +387,21 @@ impl Flags {
             Opt::DrainSignal => self.drain_signal = Some(checked(option, value, signal)?),
             Opt::Rewrite => self.rewrites.push(checked(option, value, rewrite)?),
             Opt::Delay => self.delays.push(checked(option, value, delay)?),
+            Opt::Contain => {
+                self.contain = Some(match given {
+                    None => ContainLevel::Auto,
+                    Some(level) => checked(option, level, contain_level)?,
+                })
+            }
+            Opt::ExitReport => {
+                let path = OsStr::from_bytes(value).to_owned();
+                self.exit_report =
+                    Some(report_path(path).map_err(|reason| UsageError::BadValue {
+                        option: option.to_owned(),
+                        value: String::new(),
+                        reason,
+                    })?);
+            }
         }
         Ok(())
     }
@@ -395,6 +430,17 @@ impl Flags {
             Some(grace) => Some(grace),
             None => env_value(env, "FERRINIT_GRACE_PERIOD", duration)?,
         };
+        let exit_report = match self.exit_report {
+            Some(path) => Some(path),
+            None => match env("FERRINIT_EXIT_REPORT") {
+                Some(value) => Some(report_path(value).map_err(|reason| UsageError::BadEnv {
+                    name: "FERRINIT_EXIT_REPORT",
+                    value: String::new(),
+                    reason,
+                })?),
+                None => None,
+            },
+        };
         Ok(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
@@ -412,6 +458,11 @@ impl Flags {
             drain_signal: self.drain_signal.unwrap_or(Sig::TERM),
             rewrites: self.rewrites,
             delays: self.delays,
+            contain: match self.contain {
+                Some(level) => Some(level),
+                None => env_value(env, "FERRINIT_CONTAIN", contain_level)?,
+            },
+            exit_report,
         })
     }
 }
@@ -498,6 +549,14 @@ fn env_value<T>(
     parse(text).map(Some).map_err(bad)
 }
 
+/// Any path but an empty one (which names no file).
+fn report_path(value: OsString) -> Result<PathBuf, String> {
+    if value.is_empty() {
+        return Err("expected a file path".into());
+    }
+    Ok(PathBuf::from(value))
+}
+
 fn switch(text: &str) -> Result<bool, String> {
     match text.to_ascii_lowercase().as_str() {
         "" | "1" | "true" | "yes" | "on" => Ok(true),
@@ -552,6 +611,10 @@ fn parent_death_signal(text: &str) -> Result<Sig, String> {
     Err(format!(
         "{sig} would not reach the child: use a signal ferrinit forwards, or KILL"
     ))
+}
+
+fn contain_level(text: &str) -> Result<ContainLevel, String> {
+    text.parse()
 }
 
 fn rewrite(text: &str) -> Result<(Sig, Option<Sig>), String> {
@@ -630,7 +693,13 @@ Options (before COMMAND; everything from COMMAND on is passed to it):
   -r, --rewrite FROM:TO      Forward FROM as TO; TO=0 drops it (repeatable)
       --delay SIG:TIME       Hold SIG for TIME before forwarding it; a second
                              SIG during the wait goes through at once
+      --contain[=LEVEL]      Keep everything COMMAND starts inside, stop it all
+                             when COMMAND exits; LEVEL: auto (default), pidns,
+                             cgroup or subreaper (see README, Containment)
   -P, --pause                Run no command: reap, sleep, exit 0 on TERM/INT/HUP
+      --exit-report PATH     At exit, write how the run ended to PATH as JSON:
+                             code, signal, core_dumped, oom_killed, forwarded,
+                             drained, killed, run_time_ms
   -w, --warn-on-reap         Warn whenever a process other than the child is reaped
   -v, --verbose              More logging on stderr (repeatable)
   -h, --help                 Print this help
@@ -645,11 +714,14 @@ Environment:
   FERRINIT_KILL_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP like -g
   FERRINIT_VERBOSITY, TINI_VERBOSITY    0 errors, 1 warnings (default), 2, 3
   FERRINIT_GRACE_PERIOD                 like -t
+  FERRINIT_CONTAIN                      like --contain=LEVEL
+  FERRINIT_EXIT_REPORT                  like --exit-report
 A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 
-Exit codes: the child's; 2 usage error; 125 ferrinit failed; 126 COMMAND
-cannot be executed; 127 COMMAND not found.
+Exit codes: the child's; 2 usage error; 125 ferrinit failed (or cannot
+create the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
+not found.
 ";
 
 #[cfg(test)]
@@ -781,6 +853,41 @@ mod tests {
             format!("ferrinit {number}\n")
         );
         assert!(version(Invocation::DockerInit).starts_with(&format!("tini version {number} - ")));
+    }
+
+    #[test]
+    fn contain_takes_an_optional_level_and_its_variable() {
+        assert_eq!(config(&["true"]).contain, None);
+        assert_eq!(
+            config(&["--contain", "true"]).contain,
+            Some(ContainLevel::Auto)
+        );
+        assert_eq!(
+            config(&["--contain=cgroup", "true"]).contain,
+            Some(ContainLevel::Cgroup)
+        );
+        assert_eq!(
+            args_of(&config(&["--contain", "pidns"]).mode),
+            bytes(&["pidns"]),
+            "a level is only ever attached: a separate word is the command"
+        );
+        let from_env = with_env(&[("FERRINIT_CONTAIN", "subreaper")], &["true"]);
+        assert!(
+            matches!(from_env, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Subreaper))
+        );
+        let flag_wins = with_env(
+            &[("FERRINIT_CONTAIN", "subreaper")],
+            &["--contain=pidns", "true"],
+        );
+        assert!(matches!(flag_wins, Ok(Action::Run(c)) if c.contain == Some(ContainLevel::Pidns)));
+        assert!(matches!(
+            error(&["--contain=all", "true"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            with_env(&[("FERRINIT_CONTAIN", "")], &["true"]),
+            Err(UsageError::BadEnv { .. })
+        ));
     }
 
     #[test]

@@ -43,16 +43,26 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// when /proc is not the namespace's own, or no descriptor is left to watch them with.
 const UNWATCHED_RECHECK: Duration = Duration::from_millis(100);
 
+/// What a drain did, for the exit report: the processes ferrinit reaped within the grace period,
+/// and those it reaped after SIGKILLing them. (Descendants reaped by their own parents are not
+/// seen by ferrinit and not counted.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub exited: usize,
+    pub killed: usize,
+}
+
 pub fn drain(
     signals: &SignalState,
     reaper: &mut Reaper,
     forwarding: &mut Forwarding,
     grace: Duration,
     drain_sig: Sig,
-) {
+) -> Drained {
+    let mut count = Drained::default();
     let mut care = Care::new();
-    if !care.anyone_left(reaper) {
-        return;
+    if !care.anyone_left(reaper, &mut count.exited) {
+        return count;
     }
     if let Care::Blind(procfs) = care {
         let problem = match procfs {
@@ -71,9 +81,9 @@ pub fn drain(
     // The deadline is checked on every turn: a stream of signals (SIGCHLD from a process that
     // keeps forking) would otherwise keep the wait from ever timing out.
     while Instant::now() < deadline {
-        if !care.anyone_left(reaper) {
+        if !care.anyone_left(reaper, &mut count.exited) {
             info!("all processes have exited");
-            return;
+            return count;
         }
         // Held by --delay: due within the grace period, they are sent then.
         let wake = forwarding
@@ -98,27 +108,28 @@ pub fn drain(
             }
         }
     }
-    if !care.anyone_left(reaper) {
-        return;
+    if !care.anyone_left(reaper, &mut count.exited) {
+        return count;
     }
     if let Care::Blind(_) = care {
         warning!(
             "grace period of {grace:?} is over; descendants are left, and ferrinit cannot find them to kill them"
         );
-        return;
+        return count;
     }
     warning!("grace period of {grace:?} is over: killing the processes left");
     let give_up = Instant::now() + KILL_WAIT;
     while Instant::now() < give_up {
         care.signal(Sig::KILL, Resend::Yes);
-        if !care.anyone_left(reaper) {
-            return;
+        if !care.anyone_left(reaper, &mut count.killed) {
+            return count;
         }
         care.wait(signals, give_up.min(Instant::now() + KILL_RESCAN));
     }
     warning!(
         "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
     );
+    count
 }
 
 #[derive(PartialEq, Eq)]
@@ -171,8 +182,11 @@ impl Care {
     }
 
     /// Reaps what has exited and tells whether anyone is left, deciding how to wait for them.
-    fn anyone_left(&mut self, reaper: &mut Reaper) -> bool {
-        let children_left = !reaper.reap_ready().none_left;
+    /// Reaps what has exited, adding how many to `reaped`, and tells whether anyone is left.
+    fn anyone_left(&mut self, reaper: &mut Reaper, reaped: &mut usize) -> bool {
+        let ready = reaper.reap_ready();
+        *reaped += ready.others;
+        let children_left = !ready.none_left;
         match self {
             Care::Namespace(namespace) => namespace.anyone_left(children_left),
             // A subreaper's descendants all end up as its children: ECHILD means none is left.

@@ -67,6 +67,44 @@ impl Environ {
         })
     }
 
+    /// For a process that takes over from the one that captured this environment (the inner
+    /// ferrinit of `--contain`): the same entries, with a `LISTEN_PID` that named `from` now
+    /// naming `to`, so that socket activation still reaches the child. `None` when it named
+    /// anyone else, or nobody.
+    pub fn moved_listen_pid(&self, from: u32, to: u32) -> Option<Environ> {
+        if self.get("LISTEN_PID")? != OsStr::new(&from.to_string()) {
+            return None;
+        }
+        // Once per process, and kept for its whole life, as `environ`'s own strings are.
+        let entry: &'static CStr = Box::leak(
+            std::ffi::CString::new(format!("LISTEN_PID={to}"))
+                .ok()?
+                .into_boxed_c_str(),
+        );
+        let named = |e: *const libc::c_char| {
+            // SAFETY: every non-null entry is a valid C string from `environ`.
+            !e.is_null()
+                && unsafe { CStr::from_ptr(e) }
+                    .to_bytes()
+                    .starts_with(b"LISTEN_PID=")
+        };
+        let block: Vec<*const libc::c_char> = self
+            .entries()
+            .map(|e| if named(e) { entry.as_ptr() } else { e })
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let block = Box::leak(block.into_boxed_slice()).as_ptr();
+        let ours = self
+            .ours
+            .iter()
+            .map(|&(name, value)| match name {
+                b"LISTEN_PID" => split(entry.to_bytes()).unwrap_or((name, value)),
+                _ => (name, value),
+            })
+            .collect();
+        Some(Environ { block, ours })
+    }
+
     /// The first value of `name`, as getenv(3) finds it.
     pub fn get(&self, name: &str) -> Option<&'static OsStr> {
         self.ours

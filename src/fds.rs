@@ -1,6 +1,8 @@
 //! Descriptors: the ones ferrinit inherited go to the child and then leave ferrinit; the ones
 //! ferrinit opens itself are close-on-exec, so they never reach the child.
 
+use std::os::fd::RawFd;
+
 /// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
 /// be handed to the child as stdin, stdout or stderr. Fill each gap with a close-on-exec
 /// placeholder: ferrinit keeps it, `exec` drops it, and the child finds its stdio exactly as
@@ -38,22 +40,44 @@ pub fn reserve_closed_stdio() {
 /// open (a pipe's reader would never see end-of-file). The log's own descriptor of stderr goes
 /// too, and is opened again at the next line.
 pub fn close_inherited() {
-    // SAFETY: close_range has no memory-safety preconditions; the only descriptor of ferrinit's
-    // own above 2 at this point is the log's, which is forgotten below.
-    let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } == 0;
+    close_all_except(&[]);
+}
+
+/// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
+/// still needs). The log's descriptor goes too, and is opened again at the next line.
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for fd in keep.into_iter().filter(|&fd| fd >= 3) {
+        if fd > from {
+            close_range(from, fd - 1);
+        }
+        from = fd + 1;
+    }
+    close_range(from, u32::MAX);
+    crate::log::forget_private_descriptor();
+}
+
+fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs,
+    // and forgets the log's descriptor afterwards.
+    let closed = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0;
     if !closed {
         // Kernels before 5.9: close what /proc lists.
-        let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|&fd| fd > 2)
+            .filter(|fd| (first..=last).contains(fd))
             .collect();
         for fd in open {
             // SAFETY: closing a descriptor we do not use any more; EBADF (the listing's own
             // descriptor, already closed) is harmless.
-            unsafe { libc::close(fd) };
+            unsafe { libc::close(fd as RawFd) };
         }
     }
-    crate::log::forget_private_descriptor();
 }

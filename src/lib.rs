@@ -4,10 +4,13 @@
 //! → fds (fill closed stdio) → environ → cli → supervise (become a reaper, spawn, forward and
 //! reap, drain) → exit with the code from exit_status.
 
+mod cgroup;
 mod cli;
+mod contain;
 mod delay;
 mod drain;
 mod environ;
+mod exit_report;
 mod exit_status;
 mod fds;
 mod forward;
@@ -16,6 +19,7 @@ mod reap;
 mod signals;
 mod spawn;
 mod supervise;
+mod sweep;
 mod tty;
 
 use exit_status::code;
@@ -43,7 +47,10 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
-    let code = supervise::run(&config, &environ, &signals, parent);
+    let code = match config.contain {
+        Some(level) => contain::run(&config, &environ, &signals, level, parent),
+        None => supervise::run(&config, &environ, &signals, parent),
+    };
     // Straight out: every log line has gone to stderr with its own write, and nothing else is
     // buffered, so the C library's exit handlers have nothing to do worth their instructions.
     // SAFETY: _exit has no preconditions and does not return.

@@ -16,6 +16,8 @@ pub struct Reaper {
     warn_on_reap: bool,
     /// Also report the main child stopping (job control on a terminal).
     report_stops: bool,
+    /// The main child dumped core (WCOREDUMP) when it died.
+    pub main_core_dumped: bool,
 }
 
 #[derive(Default)]
@@ -26,6 +28,8 @@ pub struct Reaped {
     /// `waitpid` said ECHILD: ferrinit has no child left at all, and so no descendant either when
     /// it is PID 1 or a subreaper.
     pub none_left: bool,
+    /// How many processes other than the main child were reaped.
+    pub others: usize,
 }
 
 impl Reaper {
@@ -34,6 +38,7 @@ impl Reaper {
             main,
             warn_on_reap,
             report_stops,
+            main_core_dumped: false,
         }
     }
 
@@ -66,10 +71,15 @@ impl Reaper {
                 continue;
             }
             let ended = ChildStatus::from_wait_status(status);
+            let core_dumped = libc::WIFSIGNALED(status) && libc::WCOREDUMP(status);
+            if ended.is_some() && self.main != Some(pid) {
+                reaped.others += 1;
+            }
             match (ended, self.main == Some(pid)) {
                 (Some(status), true) => {
                     info!("main child {pid} {status}");
                     self.main = None;
+                    self.main_core_dumped = core_dumped;
                     reaped.main_exited = Some(status);
                     // At once: ferrinit's next steps (the drain, or exit) reap the rest or
                     // leave it to the kernel, and one more waitpid would only say ECHILD.

@@ -1,14 +1,16 @@
 //! ferrinit's life after parsing, in run order: become a reaper, spawn the child, forward signals
 //! and reap until the child exits, drain what is left, exit with the child's status.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
 use crate::cli::{Config, Mode};
-use crate::drain::drain;
+use crate::drain::{Drained, drain};
 use crate::environ::Environ;
+use crate::exit_report::Watch;
 use crate::exit_status::{ChildStatus, code};
 use crate::fds;
 use crate::forward::{Forwarding, Outgoing, Phase};
@@ -20,12 +22,33 @@ use crate::tty::Terminal;
 
 /// `parent`: ferrinit's parent when it started (for `-p`).
 pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+    let mut watch = match Watch::start(config.exit_report.as_deref()) {
+        Ok(watch) => watch,
+        Err(e) => {
+            error!("{e}");
+            return code::INTERNAL;
+        }
+    };
+    let mut drained = Drained::default();
+    let code = supervise(config, environ, signals, parent, &mut watch, &mut drained);
+    watch.finish(code, drained);
+    code
+}
+
+fn supervise(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    watch: &mut Watch,
+    drained: &mut Drained,
+) -> u8 {
     if let Err(message) = become_reaper(config, parent, signals.own_pid()) {
         error!("{message}");
         return code::INTERNAL;
     }
     let Mode::Run(command) = config.mode else {
-        return pause(config, signals);
+        return pause(config, signals, drained);
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
@@ -61,9 +84,11 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pi
                 .exit_code(ChildStatus::Exited(e.exit_code()))
         }
         None => {
+            let core_dumped = supervisor.reaper.main_core_dumped;
+            watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
             if let Some(grace) = config.grace_period {
                 signals.release_descriptor();
-                drain(
+                *drained = drain(
                     signals,
                     &mut supervisor.reaper,
                     &mut supervisor.forwarding,
@@ -91,6 +116,8 @@ struct Supervisor<'a> {
     job_control: bool,
     /// The signal that stopped the main child, while ferrinit has yet to act on the stop.
     child_stopped: Option<Sig>,
+    /// For the exit report: a death by this signal is one ferrinit passed on.
+    last_forwarded: Cell<Option<Sig>>,
 }
 
 impl<'a> Supervisor<'a> {
@@ -116,6 +143,7 @@ impl<'a> Supervisor<'a> {
             terminal,
             job_control,
             child_stopped: None,
+            last_forwarded: Cell::new(None),
         }
     }
 
@@ -168,7 +196,10 @@ impl<'a> Supervisor<'a> {
             }
         }
         match result {
-            Ok(()) => info!("forwarded {sig} to {target}"),
+            Ok(()) => {
+                self.last_forwarded.set(Some(sig));
+                info!("forwarded {sig} to {target}")
+            }
             // The child is exiting; its SIGCHLD is on its way.
             Err(Errno::ESRCH) => debug!("{target} is gone; {sig} not forwarded"),
             Err(e) => warning!("could not forward {sig} to {target}: {e}"),
@@ -224,7 +255,7 @@ fn continue_group(group: Pid) {
 }
 
 /// `--pause`: no child. Reap whatever is re-parented to us until told to stop.
-fn pause(config: &Config, signals: &SignalState) -> u8 {
+fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
     fds::close_inherited();
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
@@ -246,7 +277,7 @@ fn pause(config: &Config, signals: &SignalState) -> u8 {
     }
     if let Some(grace) = config.grace_period {
         signals.release_descriptor();
-        drain(
+        *drained = drain(
             signals,
             &mut reaper,
             &mut forwarding,

@@ -258,7 +258,7 @@ fn path_search_goes_on_past_a_candidate_that_sh_cannot_run_as_execvp_does() {
     std::os::unix::fs::symlink(probe(), second.join("tool")).unwrap();
     // /bin is a link to /usr/bin: an empty /usr/bin leaves no /bin/sh.
     let mut command = ferrinit_testkit::clean_command(
-        ferrinit_testkit::which("bwrap").unwrap(),
+        ferrinit_testkit::tool("bwrap"),
         ["--dev-bind", "/", "/", "--tmpfs", "/usr/bin", "--"],
     );
     command
@@ -412,7 +412,7 @@ fn a_parent_that_dies_before_ferrinit_reads_its_pid_still_sends_the_parent_death
         probe().display()
     );
     let mut command = ferrinit_testkit::clean_command(
-        ferrinit_testkit::which("unshare").unwrap(),
+        ferrinit_testkit::tool("unshare"),
         [
             "--pid",
             "--fork",

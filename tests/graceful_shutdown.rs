@@ -2,7 +2,7 @@
 //! then SIGKILL; ferrinit exits with the child's status, and nothing outside its care is touched.
 
 use ferrinit_testkit::{
-    Finished, Running, TIMEOUT, as_pid1, as_process, is_alive, probe, wait_for_exit_of,
+    Finished, Running, as_pid1, as_process, is_alive, probe, stall_timeout, wait_for_exit_of,
 };
 
 fn probe_arg() -> &'static str {
@@ -120,32 +120,47 @@ fn a_straggler_that_ignores_term_is_killed_after_the_grace_period_as_subreaper()
 #[test]
 fn a_process_forked_during_the_drain_is_caught_too() {
     // The straggler answers TERM by forking a process that ignores every signal, then exits.
-    // The grace period leaves even a loaded machine time for that; then SIGKILL must find it.
-    for (command, host_pids) in [
-        (
-            as_pid1(["-t", "2s", "--", probe_arg(), "straggler", "spawner", "5"]),
-            false,
-        ),
-        (
-            as_process([
-                "-s",
+    // SIGKILL must find that process when the grace period is over. The grace period has to
+    // leave the straggler time to fork, which a loaded machine may not give it: a run where the
+    // straggler was killed before it could fork proves nothing and is tried again with twice the
+    // grace period, until that exceeds the stall timeout.
+    for (as_subreaper, host_pids) in [(false, false), (true, true)] {
+        let mut grace = std::time::Duration::from_millis(500);
+        let (out, spawned) = loop {
+            let grace_arg = format!("{}ms", grace.as_millis());
+            let mut args = vec![
                 "-t",
-                "2s",
+                &grace_arg,
                 "--",
                 probe_arg(),
                 "straggler",
                 "spawner",
                 "5",
-            ]),
-            true,
-        ),
-    ] {
-        let mut running = Running::start(command);
-        running.close_stdin();
-        straggler_pid(&running);
-        let spawned = running.expect_stdout("spawned ");
-        let pid: i32 = spawned.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let out = running.finish();
+            ];
+            let mut running = if as_subreaper {
+                args.insert(0, "-s");
+                Running::start(as_process(args))
+            } else {
+                Running::start(as_pid1(args))
+            };
+            running.close_stdin();
+            straggler_pid(&running);
+            let out = running.finish();
+            let spawned = out
+                .stdout
+                .iter()
+                .find_map(|l| l.strip_prefix("spawned ")?.parse::<i32>().ok());
+            if let Some(pid) = spawned {
+                break (out, pid);
+            }
+            grace *= 2;
+            assert!(
+                grace < stall_timeout(),
+                "the straggler never forked during the drain: {:?} {:?}",
+                out.stdout,
+                out.stderr
+            );
+        };
         assert_eq!(out.code(), 5, "{:?}", out.stderr);
         assert!(
             out.stderr.iter().any(|l| l.contains("is over")),
@@ -154,8 +169,8 @@ fn a_process_forked_during_the_drain_is_caught_too() {
         );
         if host_pids {
             assert!(
-                !is_alive(pid),
-                "process {pid} forked during the drain survived"
+                !is_alive(spawned),
+                "process {spawned} forked during the drain survived"
             );
         }
     }
@@ -237,7 +252,7 @@ fn the_drain_never_signals_a_process_outside_ferrinits_subtree() {
         "{:?}",
         out.stderr
     );
-    assert!(wait_for_exit_of(straggler, TIMEOUT));
+    assert!(wait_for_exit_of(straggler, stall_timeout()));
     sibling.assert_untouched();
 }
 
@@ -301,7 +316,7 @@ fn as_pid1_the_drain_waits_for_processes_that_joined_the_namespace() {
     let mut running = Running::start(as_pid1(["-t", "1h", "--", probe_arg(), "wait"]));
     running.expect_stdout("ready");
     let init = running.init_pid().to_string();
-    let nsenter = ferrinit_testkit::which("nsenter").expect("nsenter (util-linux) is installed");
+    let nsenter = ferrinit_testkit::tool("nsenter");
     let mut joined = Running::start(ferrinit_testkit::clean_command(
         nsenter,
         [

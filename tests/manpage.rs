@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use ferrinit_testkit::{as_process, run, which, workspace_root};
+use ferrinit_testkit::{as_process, run, tool, workspace_root};
 
 fn help() -> String {
     let out = run(as_process(["--help"]));
@@ -136,7 +136,7 @@ fn the_manpage_carries_the_crate_version() {
 
 #[test]
 fn the_manpage_renders_without_warnings() {
-    let groff = which("groff").expect("groff is missing: install the Debian package groff-base");
+    let groff = tool("groff");
     // -ww: every warning; CHECKSTYLE: the man macros' own checks of their usage; -z: no output.
     let out = Command::new(groff)
         .args(["-man", "-Tutf8", "-ww", "-rCHECKSTYLE=3", "-z"])

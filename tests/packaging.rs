@@ -6,16 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ferrinit_testkit::{
-    clean_command, ferrinit, init_as_pid1, run, scratch_dir, which, workspace_root,
+    clean_command, ferrinit, init_as_pid1, run, scratch_dir, tool, workspace_root,
 };
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `program`, or a failure naming the Debian package that has it.
-fn tool(program: &str, package: &str) -> Command {
-    let path = which(program)
-        .unwrap_or_else(|| panic!("{program} is missing: install the Debian package {package}"));
-    Command::new(path)
+#[track_caller]
+fn command(program: &str) -> Command {
+    Command::new(tool(program))
 }
 
 fn command_output(command: &mut Command) -> Output {
@@ -35,14 +34,7 @@ fn command_output(command: &mut Command) -> Output {
 /// the package written to `dir`.
 fn build_deb(dir: &Path) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let has_cargo_deb = Command::new(&cargo)
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        has_cargo_deb,
-        "cargo-deb is missing: install it with `cargo install cargo-deb --locked`"
-    );
+    tool("cargo-deb");
     let deb = dir.join("ferrinit.deb");
     command_output(
         Command::new(&cargo)
@@ -62,7 +54,7 @@ fn install_into(root: &Path, deb: &Path) {
     std::fs::create_dir_all(admin.join("updates")).unwrap();
     std::fs::write(admin.join("status"), "").unwrap();
     command_output(
-        tool("dpkg", "dpkg")
+        command("dpkg")
             .arg(format!("--root={}", root.display()))
             // Slim images tell dpkg to leave out man pages: this root takes every file.
             .args([
@@ -79,7 +71,7 @@ fn install_into(root: &Path, deb: &Path) {
 fn the_debian_package_installs_the_static_binary_and_the_man_page() {
     let dir = scratch_dir("deb");
     let deb = build_deb(&dir);
-    let fields = command_output(tool("dpkg-deb", "dpkg").args(["--field"]).arg(&deb));
+    let fields = command_output(command("dpkg-deb").args(["--field"]).arg(&deb));
     let fields = String::from_utf8_lossy(&fields.stdout);
     assert!(fields.contains("Package: ferrinit\n"), "{fields}");
     assert!(fields.contains(&format!("Version: {VERSION}-")), "{fields}");
@@ -87,14 +79,14 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
     let root = dir.join("root");
     install_into(&root, &deb);
     let installed = root.join("usr/bin/ferrinit");
-    let file = command_output(tool("file", "file").arg(&installed));
+    let file = command_output(command("file").arg(&installed));
     let description = String::from_utf8_lossy(&file.stdout);
     assert!(description.contains("statically linked"), "{description}");
     assert!(!description.contains("interpreter"), "{description}");
 
     // man finds the page where the package put it, and it is the repository's page.
     let found = command_output(
-        tool("man", "man-db")
+        command("man")
             .arg("-M")
             .arg(root.join("usr/share/man"))
             .args(["-w", "ferrinit"]),
@@ -104,7 +96,7 @@ fn the_debian_package_installs_the_static_binary_and_the_man_page() {
         String::from_utf8_lossy(&found.stdout).trim(),
         page.to_str().unwrap()
     );
-    let unpacked = command_output(tool("gzip", "gzip").arg("-dc").arg(&page));
+    let unpacked = command_output(command("gzip").arg("-dc").arg(&page));
     let shipped = std::fs::read(workspace_root().join("ferrinit.1")).unwrap();
     assert!(
         unpacked.stdout == shipped,

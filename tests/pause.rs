@@ -33,7 +33,7 @@ fn pause_mode_reaps_processes_that_join_its_namespace() {
     running.expect_stderr("pause mode");
     let init = running.init_pid();
     // A pod's other containers join the namespace; their orphans come to PID 1.
-    let mut joined = std::process::Command::new("nsenter");
+    let mut joined = std::process::Command::new(ferrinit_testkit::tool("nsenter"));
     joined
         .args(["--target", &init.to_string(), "--pid", "--mount", "--"])
         .arg(probe())

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ferrinit_testkit::{ferrinit, scratch_dir, workspace_root};
+use ferrinit_testkit::{ferrinit, scratch_dir, tool, workspace_root};
 
 /// The target the configuration builds for, and the flags that make the binary what it is.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -17,7 +17,7 @@ fn read(name: &str) -> String {
 /// `file`'s description: static glibc, no interpreter, and a fixed-address executable (a
 /// static PIE says "pie executable" and "static-pie linked").
 fn assert_static_fixed_address(binary: &Path) {
-    let file = Command::new("file")
+    let file = Command::new(tool("file"))
         .arg(binary)
         .output()
         .expect("file(1) runs (Debian package 'file')");

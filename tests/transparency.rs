@@ -275,6 +275,11 @@ fn listen_pid_naming_ferrinit_is_rewritten_to_name_the_child() {
     );
 }
 
+fn pipe_fd(file: &std::fs::File) -> i32 {
+    use std::os::fd::AsRawFd;
+    file.as_raw_fd()
+}
+
 #[test]
 fn a_full_stderr_nobody_reads_never_stops_reaping_and_dropped_lines_are_counted() {
     use ferrinit_testkit::{Lines, eventually, waits_for_signals_without_timeout, zombies_of};
@@ -289,8 +294,29 @@ fn a_full_stderr_nobody_reads_never_stops_reaping_and_dropped_lines_are_counted(
     eventually("every orphan reaped, ferrinit idle in sigwaitinfo", || {
         zombies_of(ferrinit).is_empty() && waits_for_signals_without_timeout(ferrinit)
     });
-    // Now read the pipe. The next line ferrinit writes is preceded by the count of lost ones.
-    let stderr = Lines::read(std::fs::File::from(reader));
+    // Now empty the pipe, all of it, before ferrinit writes again: a line it writes while the
+    // pipe is still full is dropped too (which is the point), and the test would wait for it.
+    let mut pipe = std::fs::File::from(reader);
+    let full = {
+        use std::io::Read;
+        let mut pending = 0 as libc::c_int;
+        // SAFETY: FIONREAD writes one int.
+        assert_eq!(
+            unsafe { libc::ioctl(pipe_fd(&pipe), libc::FIONREAD, &mut pending) },
+            0
+        );
+        let mut bytes = vec![0; usize::try_from(pending).expect("a count")];
+        pipe.read_exact(&mut bytes)
+            .expect("read what the pipe holds");
+        bytes
+    };
+    assert!(
+        full.len() >= 4096,
+        "the pipe was never full: {} bytes",
+        full.len()
+    );
+    // The next line ferrinit writes is preceded by the count of lost ones.
+    let stderr = Lines::read(pipe);
     running.signal_init(libc::SIGUSR1);
     let note = stderr.expect("earlier log lines were dropped", "stderr");
     let dropped: usize = note

@@ -1,7 +1,8 @@
-//! The contenders: ferrinit, the peers as Debian ships them, and no init at all (the limit).
+//! The contenders: ferrinit, the peers as Debian ships them, the floor (the least an init can
+//! do, bench/c/floor.c, compiled here) and no init at all (the limit).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct Init {
@@ -48,6 +49,31 @@ impl Init {
                 separator,
             })
             .collect())
+    }
+
+    /// bench/c/floor.c, compiled static with `cc -O2` into `dir`.
+    pub fn floor(dir: &Path) -> Result<Init, String> {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/floor.c");
+        let binary = dir.join("floor");
+        let _ = std::fs::create_dir_all(dir);
+        let output = std::process::Command::new("cc")
+            .args(["-O2", "-static", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .output()
+            .map_err(|e| format!("cannot run cc ({e}): apt-get install gcc libc6-dev"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "cc {} failed: {}",
+                source.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Init {
+            name: "floor",
+            path: Some(binary),
+            separator: &[],
+        })
     }
 
     pub fn none() -> Init {

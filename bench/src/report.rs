@@ -181,10 +181,82 @@ pub fn table(names: &[&str], rows: &[Row], reference: usize, limit: usize) -> St
     out
 }
 
+/// A goal from issue #12, judged on ferrinit's median.
+#[derive(Clone, Copy, Debug)]
+pub enum Goal {
+    /// ferrinit's own value at most this (a count).
+    AtMost(f64),
+    /// ferrinit's value over tini-static's at most this.
+    RatioAtMost(f64),
+}
+
+impl Goal {
+    fn text(self, reference: &str) -> String {
+        match self {
+            Goal::AtMost(limit) => format!("≤ {}", number(limit)),
+            Goal::RatioAtMost(limit) => format!("≤ {}× {reference}", number(limit)),
+        }
+    }
+
+    /// "met (1.00)" or "**not met** (2.50)", the value judged in brackets.
+    fn verdict(self, row: &Row, reference: usize) -> String {
+        let (value, limit, suffix) = match self {
+            Goal::AtMost(limit) => (row.median(0), limit, ""),
+            Goal::RatioAtMost(limit) => (row.ratio(0, reference), limit, "×"),
+        };
+        match value {
+            None => "not measured".into(),
+            // Compare what is printed: 1.150× meets ≤ 1.15×.
+            Some(value)
+                if number(value)
+                    .replace(',', "")
+                    .parse::<f64>()
+                    .unwrap_or(value)
+                    <= limit =>
+            {
+                format!("met ({}{suffix})", number(value))
+            }
+            Some(value) => format!("**not met** ({}{suffix})", number(value)),
+        }
+    }
+}
+
+/// The headline: ratios only (never absolute times, which belong to one machine), and each
+/// goal of issue #12 with whether ferrinit meets it.
+pub fn headline(
+    names: &[&str],
+    rows: &[(Row, Option<Goal>)],
+    reference: usize,
+    floor: usize,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| metric | measured with | ferrinit ÷ {} | ferrinit ÷ {} | goal (#12) | goal met? |",
+        names[reference], names[floor]
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for (row, goal) in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.metric,
+            row.basis,
+            ratio_text(row.ratio(0, reference)),
+            ratio_text(row.ratio(0, floor)),
+            goal.map_or("—".into(), |g| g.text(names[reference])),
+            goal.map_or("—".into(), |g| g.verdict(row, reference)),
+        );
+    }
+    out
+}
+
 /// A horizontal bar chart of each init's median over tini-static's, per metric: shorter bars
 /// are better for costs, longer for throughput (marked).
 pub fn svg(names: &[&str], rows: &[&Row], reference: usize) -> String {
-    let colors = ["#d9480f", "#1971c2", "#2f9e44", "#7048e8", "#868e96"];
+    let colors = [
+        "#d9480f", "#1971c2", "#2f9e44", "#7048e8", "#495057", "#868e96",
+    ];
     let (label_width, bar_width, bar_height, gap) = (330.0, 420.0, 12.0, 10.0);
     let shown: Vec<usize> = (0..names.len()).filter(|&i| i != names.len() - 1).collect();
     let group = shown.len() as f64 * bar_height + gap;
@@ -205,9 +277,9 @@ pub fn svg(names: &[&str], rows: &[&Row], reference: usize) -> String {
         let _ = writeln!(
             out,
             r#"<rect x="{}" y="28" width="10" height="10" fill="{}"/><text x="{}" y="37">{}</text>"#,
-            10.0 + k as f64 * 110.0,
+            10.0 + k as f64 * 100.0,
             colors[i % colors.len()],
-            24.0 + k as f64 * 110.0,
+            24.0 + k as f64 * 100.0,
             names[i]
         );
     }

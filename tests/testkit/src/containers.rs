@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::{artifacts, clean_start, remove_stale, workspace_root};
+use crate::{artifacts, clean_start, remove_stale, tool, which, workspace_root};
 
 pub struct Images {
     dir: PathBuf,
@@ -126,8 +126,8 @@ impl Images {
         let context = self.dir.join("test-context");
         let files = context.join("files");
         std::fs::create_dir_all(files.join("bin")).expect("dir");
-        std::fs::copy("/bin/busybox", files.join("bin/busybox"))
-            .expect("busybox-static is installed");
+        // Static (busybox-static), as nothing else is in the image to link against.
+        std::fs::copy(tool("busybox"), files.join("bin/busybox")).expect("copy busybox");
         for applet in ["sh", "sleep", "ps", "echo", "cat", "ls", "kill", "true"] {
             std::os::unix::fs::symlink("busybox", files.join("bin").join(applet)).expect("symlink");
         }
@@ -160,7 +160,7 @@ impl Images {
         self.podman_ok(&["export", "--output", tar.to_str().expect("utf-8"), &name]);
         self.podman_ok(&["rm", &name]);
         std::fs::create_dir_all(&self.rootfs).expect("dir");
-        let status = Command::new("tar")
+        let status = Command::new(tool("tar"))
             .arg("-xf")
             .arg(&tar)
             .arg("-C")
@@ -189,7 +189,9 @@ impl Bundle {
         let dir = images.dir.join("bundles").join(&id);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bundle dir");
-        let status = Command::new("runc")
+        // Either runtime writes the skeleton: a test of one must not need the other.
+        let spec_writer = which("runc").unwrap_or_else(|| tool("crun"));
+        let status = Command::new(spec_writer)
             .args(["spec", "--bundle"])
             .arg(&dir)
             .status()

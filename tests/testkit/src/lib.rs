@@ -1,6 +1,9 @@
 //! Test support for ferrinit: the static binaries under test, a way to run them as PID 1 of a new
-//! PID namespace, and line-based handshakes with the `probe` child, all with deadlines so that a
-//! broken build fails instead of hanging.
+//! PID namespace, and line-based handshakes with the `probe` child. No pass or fail depends on the
+//! machine's speed: every wait ends only when progress has stopped for the [`stall_timeout`], so
+//! that a broken build fails instead of hanging. And no test passes without running: a missing
+//! tool fails it ([`require`]) unless `FERRINIT_TEST_SKIP` opts out, and every opted-out skip is
+//! recorded for the run's summary.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -16,9 +19,25 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 pub mod containers;
+mod tools;
 
-/// Generous: only there so that a broken ferrinit fails a test rather than hanging it.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
+pub use tools::{debian_package, require, require_host, require_root, skip_log, tool};
+
+/// How long a wait may see no progress (no awaited line, no change in what is polled) before the
+/// test calls the run stuck: 120 s, or `FERRINIT_TEST_STALL_SECS`. Generous on purpose: a loaded
+/// machine is slow, never stalled this long, so only a broken build ever reaches it. How long a
+/// run takes is the benchmark's business, never a test's.
+pub fn stall_timeout() -> Duration {
+    static STALL: OnceLock<Duration> = OnceLock::new();
+    *STALL.get_or_init(|| {
+        let secs = std::env::var("FERRINIT_TEST_STALL_SECS").ok().map(|text| {
+            text.trim().parse::<u64>().unwrap_or_else(|_| {
+                panic!("FERRINIT_TEST_STALL_SECS={text:?}: want a whole number of seconds")
+            })
+        });
+        Duration::from_secs(secs.unwrap_or(120))
+    })
+}
 
 /// The binaries under test, built static (as shipped) by `cargo build --release`.
 pub struct Artifacts {
@@ -122,7 +141,7 @@ where
     S: AsRef<OsStr>,
 {
     // By full path: a test may give the command another PATH.
-    let mut command = Command::new(which("unshare").expect("unshare (util-linux) is installed"));
+    let mut command = Command::new(tool("unshare"));
     if !is_root() {
         command.args(["--user", "--map-root-user"]);
     }
@@ -193,9 +212,12 @@ pub fn clean_start(command: &mut Command) {
     }
 }
 
-/// A `Command` whose stdout and stderr come back as lines, with deadlines on everything.
+/// A `Command` whose stdout and stderr come back as lines; every wait ends at a stall.
 pub struct Running {
     child: Child,
+    /// Set once `finish` has reaped the child: its pid, and so its group's id, may then already
+    /// name another test's processes.
+    reaped: bool,
     stdin: Option<ChildStdin>,
     stdout: Lines,
     stderr: Lines,
@@ -238,6 +260,7 @@ impl Running {
         Running {
             stdin: child.stdin.take(),
             child,
+            reaped: false,
             stdout,
             stderr,
         }
@@ -273,7 +296,15 @@ impl Running {
     /// Waits for a stdout line that contains `needle`, and returns it.
     pub fn expect_stdout(&self, needle: &str) -> String {
         let stderr = || self.stderr.summary();
-        self.stdout.expect_or(needle, "stdout", stderr)
+        self.stdout.expect_or(needle, "stdout", None, stderr)
+    }
+
+    /// As `expect_stdout`, for a long run that reports its progress: every stdout line holding
+    /// `progress` restarts the stall timeout, so the run may take as long as it needs.
+    pub fn expect_stdout_progressing(&self, needle: &str, progress: &str) -> String {
+        let stderr = || self.stderr.summary();
+        self.stdout
+            .expect_or(needle, "stdout", Some(progress), stderr)
     }
 
     /// Waits for a stderr line that contains `needle`, and returns it.
@@ -296,15 +327,17 @@ impl Running {
         self.stdin = None;
     }
 
-    /// Waits (with [`TIMEOUT`]) for the exit, then for the output to end.
+    /// Waits for the exit (failing at a [`stall_timeout`]), then for the output to end.
     pub fn finish(mut self) -> Finished {
-        let status = wait_timeout(&mut self.child, TIMEOUT).unwrap_or_else(|| {
+        let stall = stall_timeout();
+        let status = wait_timeout(&mut self.child, stall).unwrap_or_else(|| {
             panic!(
-                "no exit within {TIMEOUT:?}; stdout {}; stderr {}",
+                "no exit within {stall:?}; stdout {}; stderr {}",
                 self.stdout.summary(),
                 self.stderr.summary()
             )
         });
+        self.reaped = true;
         self.stdin = None;
         Finished {
             status,
@@ -316,9 +349,12 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // Leave nothing behind when a test fails half-way: the whole group goes.
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        // Leave nothing behind when a test fails half-way: the whole group goes. Only while the
+        // child is unreaped: its pid holds the group's id for us until then.
+        if !self.reaped {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 }
@@ -362,23 +398,34 @@ impl Lines {
     }
 
     pub fn expect(&self, needle: &str, what: &str) -> String {
-        self.expect_or(needle, what, String::new)
+        self.expect_or(needle, what, None, String::new)
     }
 
-    /// As `expect`, with `context()` added to the failure message.
-    pub fn expect_or(&self, needle: &str, what: &str, context: impl Fn() -> String) -> String {
+    /// As `expect`, with `context()` added to the failure message. A line holding `progress`
+    /// (when given) restarts the stall timeout.
+    pub fn expect_or(
+        &self,
+        needle: &str,
+        what: &str,
+        progress: Option<&str>,
+        context: impl Fn() -> String,
+    ) -> String {
         let mut pending = self.pending.lock().expect("lock");
         if let Some(i) = pending.iter().position(|line| line.contains(needle)) {
             return pending.remove(i).expect("in range");
         }
-        let deadline = Instant::now() + TIMEOUT;
+        let stall = stall_timeout();
+        let mut deadline = Instant::now() + stall;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.receiver.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
+                Ok(line) if progress.is_some_and(|marker| line.contains(marker)) => {
+                    deadline = Instant::now() + stall;
+                }
                 Ok(line) => pending.push_back(line),
                 Err(RecvTimeoutError::Timeout) => panic!(
-                    "no {what} line with {needle:?} in {TIMEOUT:?}; saw {}; {}",
+                    "no {what} line with {needle:?} and no progress for {stall:?}; saw {}; {}",
                     self.summary(),
                     context()
                 ),
@@ -391,13 +438,11 @@ impl Lines {
         }
     }
 
-    /// Every line not taken by `expect`, up to end-of-file or [`TIMEOUT`].
+    /// Every line not taken by `expect`, up to end-of-file; a stall fails.
     pub fn rest(&self) -> Vec<String> {
         let mut rest: Vec<String> = self.pending.lock().expect("lock").drain(..).collect();
-        let deadline = Instant::now() + TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.receiver.recv_timeout(left) {
+            match self.receiver.recv_timeout(stall_timeout()) {
                 Ok(line) => rest.push(line),
                 Err(RecvTimeoutError::Disconnected) => return rest,
                 Err(RecvTimeoutError::Timeout) => {
@@ -509,22 +554,10 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Whether `program` is on PATH; runtime tests say loudly when it is not.
+/// Whether `program` is on PATH (for the benchmark, which leaves out what is missing; a test
+/// uses [`require`]).
 pub fn have(program: &str) -> bool {
     which(program).is_some()
-}
-
-/// A test that cannot run here must fail in CI, and say so loudly on a laptop.
-pub fn require(program: &str) -> bool {
-    if have(program) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{program} is missing, and CI must run every test: install it (see .ci/run)"
-    );
-    eprintln!("SKIPPED: {program} is not installed; install it to run this test (see .ci/run)");
-    false
 }
 
 /// Direct children of `pid`, from /proc.
@@ -592,6 +625,8 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// matched as a stream, like expect(1) does, since prompts end without a newline.
 pub struct OnTerminal {
     child: Child,
+    /// As in [`Running`]: once reaped, the child's pid may name someone else's group.
+    reaped: bool,
     master: std::fs::File,
     screen: Arc<(Mutex<Screen>, std::sync::Condvar)>,
 }
@@ -646,6 +681,7 @@ impl OnTerminal {
         });
         OnTerminal {
             child,
+            reaped: false,
             master,
             screen,
         }
@@ -666,7 +702,7 @@ impl OnTerminal {
     /// Waits for `needle` to appear after what was matched last; returns the text up to it.
     pub fn expect(&self, needle: &str) -> String {
         let (lock, changed) = &*self.screen;
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + stall_timeout();
         let mut screen = lock.lock().expect("lock");
         loop {
             if let Some(at) = screen.text[screen.cursor..].find(needle) {
@@ -686,35 +722,77 @@ impl OnTerminal {
     }
 
     pub fn finish(mut self) -> ExitStatus {
-        wait_timeout(&mut self.child, TIMEOUT).unwrap_or_else(|| {
+        let stall = stall_timeout();
+        let status = wait_timeout(&mut self.child, stall).unwrap_or_else(|| {
             let screen = self.screen.0.lock().expect("lock");
             panic!(
-                "no exit within {TIMEOUT:?}; terminal shows {:?}",
+                "no exit within {stall:?}; terminal shows {:?}",
                 tail(&screen.text)
             )
-        })
+        });
+        self.reaped = true;
+        status
     }
 }
 
 impl Drop for OnTerminal {
     fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; the session leader leads its group.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        if !self.reaped {
+            // SAFETY: kill has no memory-safety preconditions; the session leader leads its group.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        }
         let _ = self.child.wait();
     }
 }
 
-/// Polls `condition` until it holds or [`TIMEOUT`] passes. Only for states that no event
+/// Polls `condition` until it holds; fails at a [`stall_timeout`]. Only for states that no event
 /// announces (a process asleep in a system call, /proc catching up); never instead of a handshake.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_progressing(what, condition, || ());
+}
+
+/// As [`eventually`], for a state that takes long work to reach: it fails only once `progress()`
+/// (CPU used, a count going down) has not changed for a [`stall_timeout`].
+pub fn eventually_progressing<P: PartialEq>(
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    mut progress: impl FnMut() -> P,
+) {
+    let stall = stall_timeout();
+    let (mut last, mut since) = (progress(), Instant::now());
     while !condition() {
+        let now = progress();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
         assert!(
-            Instant::now() < deadline,
-            "never happened in {TIMEOUT:?}: {what}"
+            since.elapsed() < stall,
+            "never happened, and no progress for {stall:?}: {what}"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// CPU time (clock ticks, all threads) used so far by `pid` and its live descendants: the
+/// progress of a busy process tree, for [`eventually_progressing`].
+pub fn cpu_ticks_of_tree(pid: i32) -> u64 {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // After the command name: state is field 3, utime and stime are fields 14 and 15.
+            let fields: Vec<u64> = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            Some(fields.iter().sum::<u64>())
+        })
+        .unwrap_or(0);
+    own + children_of(pid)
+        .into_iter()
+        .map(cpu_ticks_of_tree)
+        .sum::<u64>()
 }
 
 /// Whether `pid` sleeps in `rt_sigtimedwait` with no timeout (glibc's sigwaitinfo), or in a
@@ -760,7 +838,7 @@ pub fn is_alive(pid: i32) -> bool {
 /// An interactive bash with job control on a new terminal, its prompt `PROMPT> ` (already shown),
 /// with `$F` the ferrinit and `$P` the probe under test.
 pub fn interactive_shell() -> OnTerminal {
-    let mut command = Command::new("bash");
+    let mut command = Command::new(tool("bash"));
     command
         .args(["--norc", "--noprofile", "-i"])
         .env("PS1", "PROMPT> ")

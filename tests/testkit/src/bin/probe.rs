@@ -25,7 +25,8 @@ usage: probe MODE [ARGS]
   kill-init SIG        send SIG (number) to PID 1 and wait for it to come back: 'got SIGNAME'
   orphans N            make N orphans; 'orphans N' once re-parented, 'orphans-exited N' once dead
   wave N [BURSTS]      BURSTS times (default 1), make N orphans that exit at once, as fast as
-                       possible; then 'wave-done N' and wait for stdin EOF
+                       possible, saying 'wave-progress M' after every 1000th; then 'wave-done N'
+                       and wait for stdin EOF
   straggler MODE [CODE]
                        fork a grandchild in its own group that outlives us, print 'straggler PID
                        ready', then exit with CODE at once (or 0 at stdin EOF). MODE 'term': it
@@ -64,6 +65,12 @@ usage: probe MODE [ARGS]
   tty-yield            hand the terminal's foreground to the parent's process group, print
                        'yielded', then read one line from stdin (stopped by SIGTTIN until the
                        terminal comes back) and print 'read LINE'
+  marker CODE          start a marker: setsid, double-forked, ignoring TERM, stdio on /dev/null;
+                       once it is ready, print 'marker PID uid UID' (its pid as seen here), then
+                       exit CODE at stdin EOF
+  no-room CMD [ARG]... run CMD where nothing may be created: in a user namespace of its own
+                       (run as root) with user.max_user_namespaces=0, as uid/gid 65534; exit
+                       with its status
 ";
 
 #[unsafe(no_mangle)]
@@ -118,6 +125,8 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         "fake-parent" => fake_parent(number(1)),
         "tty-prompt" => tty_prompt(),
         "tty-yield" => tty_yield(),
+        "marker" => marker(number(1)),
+        "no-room" if args.len() > 1 => no_room(&args[1..]),
         _ => usage(),
     }
 }
@@ -330,9 +339,10 @@ fn orphans(count: usize) -> i32 {
     wait_for_eof()
 }
 
-/// N orphans that exit immediately, as fast as fork allows (load for the reaper).
+/// N orphans that exit immediately, as fast as fork allows (load for the reaper). The progress
+/// lines let a test tell a slow machine from a stuck one.
 fn wave(count: usize, bursts: usize) -> i32 {
-    for _ in 0..count * bursts {
+    for made in 1..=count * bursts {
         // SAFETY: both children only call _exit/fork.
         match unsafe { libc::fork() } {
             0 => unsafe {
@@ -348,6 +358,9 @@ fn wave(count: usize, bursts: usize) -> i32 {
                 // SAFETY: waiting for our own child.
                 unsafe { libc::waitpid(child, &mut status, 0) };
             }
+        }
+        if made % 1000 == 0 {
+            say(&format!("wave-progress {made}"));
         }
     }
     say(&format!("wave-done {count}"));
@@ -881,4 +894,96 @@ fn tty_yield() -> i32 {
     nix::unistd::tcsetpgrp(std::io::stdin(), parent_group).expect("tcsetpgrp");
     say("yielded");
     tty_read_line()
+}
+
+/// A process that `--contain` must stop: it escapes the command's session and parent, and
+/// ignores SIGTERM.
+fn marker(code: i32) -> i32 {
+    let (ready_read, ready_write) = pipe();
+    // SAFETY: single-threaded here; both children continue with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(ready_read);
+            nix::unistd::setsid().expect("setsid");
+            // SAFETY: as above.
+            if let ForkResult::Parent { .. } = unsafe { fork() }.expect("fork") {
+                // SAFETY: leaving at once, without running anything of the parent's.
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: SIG_IGN installs no handler code.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            // SAFETY: getuid cannot fail.
+            let uid = unsafe { libc::getuid() };
+            say(&format!("marker {} uid {uid}", getpid()));
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .expect("/dev/null");
+            for fd in 0..=2 {
+                // SAFETY: dup2 onto the standard descriptors, which we own.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+            drop(null);
+            drop(ready_write);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_write);
+            let _ = nix::sys::wait::waitpid(child, None);
+            // Ready once the marker has closed its end.
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(ready_read), &mut sink);
+            wait_for_eof();
+            code
+        }
+    }
+}
+
+/// The "no room" fixture: a user namespace (mapped by us, root outside) in which no further user
+/// namespace may be created, and a non-root user, who may create no PID namespace and no cgroup.
+fn no_room(command: &[String]) -> i32 {
+    let (mapped_read, mapped_write) = pipe();
+    let (unshared_read, unshared_write) = pipe();
+    // SAFETY: single-threaded here; the child continues with ordinary code.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(mapped_write);
+            drop(unshared_read);
+            // SAFETY: plain syscall.
+            let unshared = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+            assert_eq!(unshared, 0, "unshare(CLONE_NEWUSER)");
+            drop(unshared_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(mapped_read), &mut sink);
+            std::fs::write("/proc/sys/user/max_user_namespaces", "0").expect("sysctl");
+            // SAFETY: plain syscalls; groups first, while still root.
+            unsafe {
+                assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
+                assert_eq!(libc::setresgid(65534, 65534, 65534), 0, "setresgid");
+                assert_eq!(libc::setresuid(65534, 65534, 65534), 0, "setresuid");
+            }
+            let error = std::os::unix::process::CommandExt::exec(
+                std::process::Command::new(&command[0]).args(&command[1..]),
+            );
+            panic!("exec {}: {error}", command[0]);
+        }
+        ForkResult::Parent { child } => {
+            drop(mapped_read);
+            drop(unshared_write);
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(unshared_read), &mut sink);
+            for map in ["uid_map", "gid_map"] {
+                std::fs::write(format!("/proc/{child}/{map}"), "0 0 65536\n").expect(map);
+            }
+            drop(mapped_write);
+            match nix::sys::wait::waitpid(child, None).expect("wait") {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                nix::sys::wait::WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

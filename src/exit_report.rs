@@ -1,0 +1,411 @@
+//! Why the main child ended: one line on stderr when a signal killed it, saying which signal and,
+//! where ferrinit can tell, why (the OOM killer, a core dump, a signal ferrinit forwarded); and,
+//! with `--exit-report PATH`, the whole ending as one JSON object.
+//!
+//! The OOM killer leaves no trace in the wait status: it sends SIGKILL like anyone else. What
+//! tells it apart is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
+//! `memory.oom_control`), read once before the child starts and once after it died of SIGKILL.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::drain::Drained;
+use crate::exit_status::ChildStatus;
+use crate::log::{info, warning};
+use crate::signals::Sig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write the exit report to {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Watches one run, from before the child exists to ferrinit's exit.
+pub struct Watch {
+    started: Instant,
+    oom_counter: Option<OomCounter>,
+    report: Option<PathBuf>,
+    death: Option<Death>,
+}
+
+/// How the main child died, when a signal killed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Death {
+    sig: Sig,
+    core_dumped: bool,
+    /// `None`: no memory cgroup counter could be read, so ferrinit cannot tell.
+    oom_killed: Option<bool>,
+    /// The last signal ferrinit forwarded to the child was this one.
+    forwarded: bool,
+}
+
+impl Watch {
+    /// Call before the child exists: starts the clock, reads the cgroup's OOM-kill counter, and
+    /// creates (or empties) the report file, so that a path that cannot be written fails the run
+    /// before anything has run, and no stale report from an earlier run is left to be misread.
+    pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
+        if let Some(path) = report {
+            write_file(path, b"")?;
+        }
+        Ok(Watch {
+            started: Instant::now(),
+            oom_counter: OomCounter::find(),
+            report: report.map(Path::to_path_buf),
+            death: None,
+        })
+    }
+
+    /// Call once the main child is reaped, before any drain: says on stderr how it died if a
+    /// signal killed it: a warning, unless it was only asked to stop.
+    pub fn child_ended(&mut self, status: ChildStatus, core_dumped: bool, forwarded: Option<Sig>) {
+        let ChildStatus::Killed(sig) = status else {
+            return;
+        };
+        let oom_killed = if sig == Sig::KILL {
+            self.oom_counter.as_ref().map(OomCounter::rose)
+        } else {
+            Some(false)
+        };
+        let death = Death {
+            sig,
+            core_dumped,
+            oom_killed,
+            forwarded: forwarded == Some(sig),
+        };
+        // A request to stop (Ctrl-C at a terminal, a closed pipe, `docker stop`) ended it as
+        // asked: that is info. A crash, a core dump, the OOM killer or a SIGKILL is a warning.
+        let asked_to_stop = death.forwarded
+            || [libc::SIGHUP, libc::SIGINT, libc::SIGTERM, libc::SIGPIPE].contains(&sig.number());
+        if asked_to_stop && !death.core_dumped && death.oom_killed != Some(true) {
+            info!("{death}");
+        } else {
+            warning!("{death}");
+        }
+        self.death = Some(death);
+    }
+
+    /// Call last, with ferrinit's exit code: writes the report, if one was asked for. A failure
+    /// here is one error line; the exit code stays the child's.
+    pub fn finish(&self, code: u8, drained: Drained) {
+        let Some(path) = &self.report else {
+            return;
+        };
+        let json = self.json(code, drained);
+        if let Err(e) = write_file(path, json.as_bytes()) {
+            crate::log::error!("{e}");
+        }
+    }
+
+    fn json(&self, code: u8, drained: Drained) -> String {
+        let run_time_ms = self.started.elapsed().as_millis();
+        let mut json = String::with_capacity(256);
+        let _ = write!(json, "{{\"code\":{code},\"signal\":");
+        match self.death {
+            Some(death) => {
+                json.push_str("{\"name\":");
+                push_json_string(&mut json, &death.sig.to_string());
+                let _ = write!(json, ",\"number\":{}}}", death.sig.number());
+            }
+            None => json.push_str("null"),
+        }
+        let core_dumped = self.death.is_some_and(|d| d.core_dumped);
+        let oom_killed = match self.death {
+            None => "false",
+            Some(Death {
+                oom_killed: None, ..
+            }) => "null",
+            Some(Death {
+                oom_killed: Some(oom),
+                ..
+            }) => bool_str(oom),
+        };
+        let forwarded = self.death.is_some_and(|d| d.forwarded);
+        let _ = writeln!(
+            json,
+            ",\"core_dumped\":{},\"oom_killed\":{oom_killed},\"forwarded\":{},\"drained\":{},\"killed\":{},\"run_time_ms\":{run_time_ms}}}",
+            bool_str(core_dumped),
+            bool_str(forwarded),
+            drained.exited,
+            drained.killed,
+        );
+        json
+    }
+}
+
+impl fmt::Display for Death {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "child killed by {} ({})", self.sig, self.sig.number())?;
+        let mut causes: Vec<&str> = Vec::new();
+        match self.oom_killed {
+            Some(true) => {
+                causes.push("the kernel's OOM killer (the memory cgroup's oom_kill count rose)")
+            }
+            Some(false) if self.sig == Sig::KILL => {
+                causes.push("not the OOM killer (the memory cgroup's oom_kill count did not rise)")
+            }
+            Some(false) => {}
+            None => causes.push("possibly the OOM killer (no memory cgroup counter to tell)"),
+        }
+        if self.forwarded {
+            causes.push("forwarded by ferrinit");
+        }
+        if self.core_dumped {
+            causes.push("core dumped");
+        }
+        if !causes.is_empty() {
+            write!(f, ": {}", causes.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+fn bool_str(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
+}
+
+/// Writes in place (truncating), never by rename: Kubernetes' `terminationMessagePath` is a file
+/// bind-mounted into the container, which cannot be replaced.
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
+    std::fs::File::create(path)
+        .and_then(|mut file| file.write_all(contents))
+        .map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The `oom_kill` counter of ferrinit's memory cgroup, which the child starts in.
+struct OomCounter {
+    file: PathBuf,
+    before: u64,
+}
+
+impl OomCounter {
+    /// cgroup v1 `memory.oom_control` if the memory controller is on a v1 hierarchy, else cgroup
+    /// v2 `memory.events`. A controller lives in one hierarchy only, so at most one applies.
+    /// `None` when there is no memory controller to read, or it cannot be read.
+    fn find() -> Option<OomCounter> {
+        let cgroups = read_small("/proc/self/cgroup")?;
+        let mountinfo = read_small("/proc/self/mountinfo")?;
+        let file = counter_file(&cgroups, &mountinfo)?;
+        let before = read_oom_kills(&file)?;
+        Some(OomCounter { file, before })
+    }
+
+    /// Whether the OOM killer killed anything in the cgroup since the start.
+    fn rose(&self) -> bool {
+        read_oom_kills(&self.file).is_some_and(|now| now > self.before)
+    }
+}
+
+fn read_oom_kills(file: &Path) -> Option<u64> {
+    oom_kill_count(&read_small(file)?)
+}
+
+/// A /proc or cgroup file, which says it is empty until read: one buffer that holds a typical
+/// one whole, instead of `read_to_string`'s growth from 32 bytes in many reads.
+fn read_small(path: impl AsRef<Path>) -> Option<String> {
+    use std::io::Read as _;
+    let mut text = Vec::with_capacity(8192);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_end(&mut text)
+        .ok()?;
+    String::from_utf8(text).ok()
+}
+
+/// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.
+fn counter_file(cgroups: &str, mountinfo: &str) -> Option<PathBuf> {
+    let mut v1 = None;
+    let mut v2 = None;
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path);
+        } else if controllers.split(',').any(|c| c == "memory") {
+            v1 = Some(path);
+        }
+    }
+    if let Some(path) = v1 {
+        let dir = cgroup_dir(mountinfo, path, |fstype, options| {
+            fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+        })?;
+        return Some(dir.join("memory.oom_control"));
+    }
+    let dir = cgroup_dir(mountinfo, v2?, |fstype, _| fstype == "cgroup2")?;
+    Some(dir.join("memory.events"))
+}
+
+/// The directory of cgroup `path` under a mount of its hierarchy. A mount may show only part
+/// of the hierarchy (its root field, as in a container): the path is taken relative to it.
+fn cgroup_dir(
+    mountinfo: &str,
+    path: &str,
+    is_hierarchy: impl Fn(&str, &str) -> bool,
+) -> Option<PathBuf> {
+    // Only cgroup mounts matter: one pass finds them, instead of splitting every line.
+    mountinfo.match_indices(" - cgroup").find_map(|(at, _)| {
+        let start = mountinfo[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = mountinfo[at..]
+            .find('\n')
+            .map_or(mountinfo.len(), |i| at + i);
+        let (before, after) = (&mountinfo[start..at], &mountinfo[at + 3..end]);
+        // id parent major:minor root mount-point options [optional...] - fstype source super-options
+        let mut after = after.split(' ');
+        let (fstype, _source, options) = (after.next()?, after.next()?, after.next()?);
+        if !is_hierarchy(fstype, options) {
+            return None;
+        }
+        let mut fields = before.split(' ');
+        let root = unescape(fields.nth(3)?);
+        let mount_point = unescape(fields.next()?);
+        let relative = if root == "/" {
+            path
+        } else {
+            let rest = path.strip_prefix(root.as_str())?;
+            if !rest.is_empty() && !rest.starts_with('/') {
+                return None;
+            }
+            rest
+        };
+        Some(Path::new(&mount_point).join(relative.trim_start_matches('/')))
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal escapes.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_CGROUPS: &str = "4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+    const HYBRID_MOUNTS: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_the_v1_memory_counter_on_a_hybrid_host() {
+        assert_eq!(
+            counter_file(HYBRID_CGROUPS, HYBRID_MOUNTS),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/process_api/abc/memory.oom_control"
+            ))
+        );
+    }
+
+    #[test]
+    fn finds_the_v2_counter_relative_to_a_container_mount() {
+        let mounts = "1 0 0:1 / / rw - overlay overlay rw\n\
+                      9 1 0:30 /pods/pod\\0401/ctr /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            counter_file("0::/pods/pod 1/ctr\n", mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/memory.events"))
+        );
+        assert_eq!(
+            counter_file("0::/pods/pod 1/ctr/sub\n", mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/sub/memory.events"))
+        );
+        // Not under that mount's root ("/pods/pod 10" is not inside "/pods/pod 1").
+        assert_eq!(counter_file("0::/pods/pod 10\n", mounts), None);
+        assert_eq!(counter_file("", HYBRID_MOUNTS), None);
+    }
+
+    #[test]
+    fn reads_the_oom_kill_line_of_either_version() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        let v2 = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kill_count(v1), Some(3));
+        assert_eq!(oom_kill_count(v2), Some(1));
+        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn the_report_is_one_json_object_on_one_line() {
+        let mut watch = Watch {
+            started: Instant::now(),
+            oom_counter: None,
+            report: None,
+            death: None,
+        };
+        let drained = Drained {
+            exited: 2,
+            killed: 1,
+        };
+        let json = watch.json(3, drained);
+        assert!(json.starts_with(
+            r#"{"code":3,"signal":null,"core_dumped":false,"oom_killed":false,"forwarded":false,"drained":2,"killed":1,"run_time_ms":"#
+        ), "{json}");
+        assert!(json.ends_with("}\n") && json.lines().count() == 1, "{json}");
+        watch.child_ended(ChildStatus::Killed(Sig::KILL), false, Some(Sig::TERM));
+        let json = watch.json(137, Drained::default());
+        assert!(json.contains(r#""signal":{"name":"SIGKILL","number":9},"core_dumped":false,"oom_killed":null,"forwarded":false"#), "{json}");
+    }
+}

@@ -1,0 +1,617 @@
+//! `--contain`: whatever the command started is gone when ferrinit exits, at every level, as root
+//! and not, nested, in a container, and where nothing may be created (the fallback). Each case
+//! starts a marker (setsid, double-forked, ignoring TERM) and checks by pidfd that it is gone.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use ferrinit_testkit::containers::{Bundle, Runtime};
+use ferrinit_testkit::{
+    Running, as_process, children_of, clean_command, ferrinit, interactive_shell, pidfd_open,
+    probe, require, require_root, stall_timeout, status_field, tool,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn ferrinit_arg() -> &'static str {
+    ferrinit().to_str().expect("utf-8 path")
+}
+
+/// `setpriv` to uid and gid 65534, no groups: an unprivileged user.
+fn unprivileged(args: &[&str]) -> Command {
+    let setpriv = tool("setpriv");
+    let mut all = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        ferrinit_arg(),
+    ];
+    all.extend_from_slice(args);
+    clean_command(setpriv, all)
+}
+
+/// The "no room" fixture: no user namespace, no PID namespace, no cgroup may be created.
+fn no_room(args: &[&str]) -> Command {
+    let mut all = vec!["no-room", ferrinit_arg()];
+    all.extend_from_slice(args);
+    clean_command(probe(), all)
+}
+
+/// The marker the probe started, pinned by a pidfd.
+struct Marker {
+    pid: i32,
+    pidfd: OwnedFd,
+    uid: u32,
+}
+
+impl Marker {
+    /// Reads the probe's `marker PID uid UID` line and finds that process among the descendants
+    /// of `root` (PID is as the marker's own namespace numbers it: the last of its NSpid).
+    fn find(running: &Running, root: i32) -> Marker {
+        let line = running.expect_stdout("marker ");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (inside, uid): (i32, u32) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+        let mut queue = vec![root];
+        while let Some(pid) = queue.pop() {
+            let nspid = status_field(pid, "NSpid").unwrap_or_default();
+            if nspid.split_whitespace().last() == Some(inside.to_string().as_str()) && pid != root {
+                let pidfd = pidfd_open(pid).expect("pidfd of the marker");
+                // Still the same process once pinned.
+                let again = status_field(pid, "NSpid").unwrap_or_default();
+                assert_eq!(again, nspid, "marker {pid} changed under us");
+                return Marker { pid, pidfd, uid };
+            }
+            queue.extend(children_of(pid));
+        }
+        panic!("no marker with pid {inside} below {root}");
+    }
+
+    fn is_gone(&self) -> bool {
+        self.exits_within(0)
+    }
+
+    fn exits_within(&self, ms: i32) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut poll, 1, ms) == 1 }
+    }
+}
+
+/// Runs `command` (a ferrinit --contain with `probe marker CODE`), lets the command exit, and
+/// checks the status and that the marker is gone. Returns stderr.
+fn marker_is_gone_and_status_comes_back(command: Command, code: i32) -> (Marker, Vec<String>) {
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    assert!(!marker.is_gone(), "the marker died too early");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), code, "stderr: {:?}", finished.stderr);
+    assert!(
+        marker.is_gone(),
+        "marker {} survived; stderr: {:?}",
+        marker.pid,
+        finished.stderr
+    );
+    (marker, finished.stderr)
+}
+
+fn reached(stderr: &[String], level: &str) -> bool {
+    stderr
+        .iter()
+        .any(|line| line.starts_with(&format!("ferrinit: contained: {level}")))
+}
+
+#[test]
+fn pidns_as_root_stops_everything_and_exits_with_the_status() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let command = as_process(["-v", "--contain=pidns", "--", probe_arg(), "marker", "7"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 7);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
+    assert_eq!(marker.uid, 0);
+}
+
+#[test]
+fn pidns_without_root_runs_as_the_caller_in_a_user_namespace() {
+    let command = unprivileged(&["-v", "--contain=pidns", "--", probe_arg(), "marker", "8"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 8);
+    assert!(
+        reached(&stderr, "pidns, in a user namespace of its own"),
+        "{stderr:?}"
+    );
+    assert_eq!(marker.uid, 65534, "the command runs as the caller");
+}
+
+#[test]
+fn auto_reaches_pidns_here_and_is_quiet_by_default() {
+    let command = unprivileged(&["--contain", "--", probe_arg(), "marker", "0"]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 0);
+    assert_eq!(stderr, Vec::<String>::new(), "quiet by default");
+    let mut command = unprivileged(&["--", probe_arg(), "marker", "0"]);
+    command
+        .env("FERRINIT_CONTAIN", "auto")
+        .env("FERRINIT_VERBOSITY", "2");
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 0);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
+}
+
+#[test]
+fn a_signal_death_of_the_command_gives_128_plus_n() {
+    let finished = ferrinit_testkit::run(unprivileged(&[
+        "--contain",
+        "--",
+        probe_arg(),
+        "die",
+        &libc::SIGUSR2.to_string(),
+    ]));
+    assert_eq!(finished.code(), 128 + libc::SIGUSR2);
+}
+
+#[test]
+fn outer_sigkill_leaves_nothing_alive_inside() {
+    for command in [
+        as_process(["--contain=pidns", "--", probe_arg(), "marker", "0"]),
+        unprivileged(&["--contain=pidns", "--", probe_arg(), "marker", "0"]),
+    ] {
+        let running = Running::start(command);
+        let outer = running.init_pid();
+        let marker = Marker::find(&running, running.pid());
+        let command = children_of(outer)[0];
+        let command_pidfd = pidfd_open(command).expect("pidfd of the inner ferrinit");
+        // SAFETY: kill has no memory-safety preconditions; `outer` is our descendant.
+        assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
+        let ms = stall_timeout().as_millis() as i32;
+        assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
+        let mut poll = libc::pollfd {
+            fd: command_pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut poll, 1, ms) }, 1, "inner survived");
+        assert_eq!(running.finish().code(), 128 + libc::SIGKILL);
+    }
+}
+
+#[test]
+fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
+    // A marker first (its stdin at EOF, so that its starter exits at once), then the command.
+    let script = r#""$0" marker 0 </dev/null; exec "$0" signals"#;
+    for command in [
+        as_process(["--contain", "--", "sh", "-c", script, probe_arg()]),
+        unprivileged(&["--contain", "--", "sh", "-c", script, probe_arg()]),
+    ] {
+        let mut running = Running::start(command);
+        let marker = Marker::find(&running, running.pid());
+        running.expect_stdout("probe ready");
+        running.signal_init(libc::SIGUSR1);
+        running.expect_stdout("probe got SIGUSR1");
+        running.signal_init(libc::SIGTERM);
+        running.expect_stdout("probe got SIGTERM");
+        running.close_stdin();
+        assert_eq!(running.finish().code(), 0);
+        assert!(marker.is_gone(), "marker {} survived", marker.pid);
+    }
+}
+
+#[test]
+fn grace_period_inside_the_namespace_lets_a_straggler_finish_its_term_handler() {
+    let command = unprivileged(&[
+        "--contain=pidns",
+        "-t",
+        "30s",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "3",
+    ]);
+    let running = Running::start(command);
+    running.expect_stdout("straggler");
+    running.expect_stdout("straggler got SIGTERM");
+    assert_eq!(running.finish().code(), 3);
+}
+
+/// The cgroup v2 mount and ferrinit's (the test's) own cgroup in it.
+fn own_cgroup_dir() -> std::path::PathBuf {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("in a cgroup v2");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mountpoint = mountinfo
+        .lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount");
+    std::path::Path::new(mountpoint).join(own.trim_start_matches('/'))
+}
+
+#[test]
+fn cgroup_level_empties_and_removes_its_cgroup() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let command = as_process(["-v", "--contain=cgroup", "--", probe_arg(), "marker", "9"]);
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    let leaf = format!("ferrinit-contain-{}", running.pid());
+    let in_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", marker.pid)).unwrap();
+    assert!(in_cgroup.contains(&leaf), "{in_cgroup}");
+    let dir = own_cgroup_dir().join(&leaf);
+    assert!(dir.is_dir(), "{dir:?}");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), 9, "{:?}", finished.stderr);
+    assert!(marker.is_gone(), "marker survived");
+    assert!(!dir.exists(), "{dir:?} was left behind");
+    assert!(reached(&finished.stderr, "cgroup"), "{:?}", finished.stderr);
+}
+
+#[test]
+fn cgroup_level_with_a_grace_period_drains_first() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let command = as_process([
+        "--contain=cgroup",
+        "-t",
+        "30s",
+        "--",
+        probe_arg(),
+        "straggler",
+        "term",
+        "4",
+    ]);
+    let running = Running::start(command);
+    let leaf = own_cgroup_dir().join(format!("ferrinit-contain-{}", running.pid()));
+    running.expect_stdout("straggler got SIGTERM");
+    assert_eq!(running.finish().code(), 4);
+    assert!(!leaf.exists(), "{leaf:?} was left behind");
+}
+
+#[test]
+fn subreaper_level_sweeps_every_descendant() {
+    let command = unprivileged(&[
+        "-v",
+        "--contain=subreaper",
+        "--",
+        probe_arg(),
+        "marker",
+        "11",
+    ]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 11);
+    assert!(reached(&stderr, "subreaper"), "{stderr:?}");
+}
+
+#[test]
+fn where_nothing_may_be_created_auto_falls_back_to_subreaper_and_says_why() {
+    if !require_root("the fixture maps a user namespace from outside, as root") {
+        return;
+    }
+    let command = no_room(&["-v", "--contain", "--", probe_arg(), "marker", "12"]);
+    let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 12);
+    assert_eq!(marker.uid, 65534);
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
+    assert!(
+        line.contains("user.max_user_namespaces=0") && line.contains("Permission denied"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_named_level_that_cannot_be_had_says_why_and_exits_125() {
+    if !require_root("the fixture maps a user namespace from outside, as root") {
+        return;
+    }
+    for (level, why) in [
+        (
+            "pidns",
+            "user namespaces are disabled: user.max_user_namespaces=0",
+        ),
+        ("cgroup", "Permission denied"),
+    ] {
+        let finished = ferrinit_testkit::run(no_room(&[
+            &format!("--contain={level}"),
+            "--",
+            probe_arg(),
+            "exit",
+            "0",
+        ]));
+        assert_eq!(finished.code(), 125, "{level}: {:?}", finished.stderr);
+        assert_eq!(finished.stderr.len(), 1, "{:?}", finished.stderr);
+        assert!(finished.stderr[0].contains(why), "{:?}", finished.stderr);
+    }
+}
+
+#[test]
+fn contain_inside_contain_nests() {
+    for command in [
+        as_process([
+            "-v",
+            "--contain",
+            "--",
+            ferrinit_arg(),
+            "-v",
+            "--contain",
+            "--",
+            probe_arg(),
+            "marker",
+            "13",
+        ]),
+        unprivileged(&[
+            "-v",
+            "--contain",
+            "--",
+            ferrinit_arg(),
+            "-v",
+            "--contain",
+            "--",
+            probe_arg(),
+            "marker",
+            "13",
+        ]),
+    ] {
+        let (_, stderr) = marker_is_gone_and_status_comes_back(command, 13);
+        let levels = stderr
+            .iter()
+            .filter(|l| l.starts_with("ferrinit: contained: pidns"))
+            .count();
+        assert_eq!(levels, 2, "{stderr:?}");
+    }
+}
+
+#[test]
+fn contain_as_pid1_has_nothing_to_add_and_says_so() {
+    let command = ferrinit_testkit::as_pid1(["-v", "--contain", "--", probe_arg(), "marker", "14"]);
+    let (_, stderr) = marker_is_gone_and_status_comes_back(command, 14);
+    assert!(
+        stderr.iter().any(|l| l.contains("already PID 1")),
+        "{stderr:?}"
+    );
+}
+
+/// In a default runc container (no CAP_SYS_ADMIN, no CAP_SETFCAP, no cgroup v2 mounted inside),
+/// no namespace and no cgroup can be had: the fallback is reached, and each reason named.
+#[test]
+fn contain_inside_a_default_runc_container_falls_back_to_subreaper() {
+    if !(require_root("container runtimes run as root here") && require("runc")) {
+        return;
+    }
+    let bundle = Bundle::new(
+        "contain",
+        &[
+            "/ferrinit",
+            "-v",
+            "--contain",
+            "--",
+            "/probe",
+            "marker",
+            "15",
+        ],
+    );
+    let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 15);
+    let line = stderr
+        .iter()
+        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .unwrap_or_else(|| panic!("{stderr:?}"));
+    assert!(
+        line.contains("CAP_SETFCAP") && line.contains("no cgroup v2 mount"),
+        "{line}"
+    );
+}
+
+/// Granted CAP_SYS_ADMIN, the container's root makes a PID namespace and mounts its /proc.
+#[test]
+fn contain_inside_a_runc_container_with_cap_sys_admin_gets_a_pid_namespace() {
+    if !(require_root("container runtimes run as root here") && require("runc")) {
+        return;
+    }
+    let bundle = Bundle::new(
+        "contain-admin",
+        &[
+            "/ferrinit",
+            "-v",
+            "--contain",
+            "--",
+            "/probe",
+            "marker",
+            "16",
+        ],
+    );
+    let config = bundle.dir.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(r#""CAP_KILL""#), "{text}");
+    let granted = text.replace(r#""CAP_KILL""#, r#""CAP_KILL","CAP_SYS_ADMIN""#);
+    std::fs::write(&config, granted).unwrap();
+    let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 16);
+    assert!(reached(&stderr, "pidns"), "{stderr:?}");
+}
+
+#[test]
+fn ctrl_c_under_contain_on_a_terminal_gives_130() {
+    let mut shell = interactive_shell();
+    for (prefix, level) in [
+        ("", "pidns"),
+        (
+            "setpriv --reuid=65534 --regid=65534 --clear-groups ",
+            "pidns",
+        ),
+        ("", "cgroup"),
+        ("", "subreaper"),
+    ] {
+        shell.type_text(&format!(
+            "{prefix}\"$F\" --contain={level} -- \"$P\" tty-read\n"
+        ));
+        shell.expect("ready");
+        shell.type_text("\x03");
+        shell.expect("PROMPT> ");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=130");
+        // The shell reads the terminal again: the foreground came back to it.
+        shell.type_text("read -r line; echo got=$line\n");
+        shell.type_text("still mine\n");
+        shell.expect("got=still mine");
+    }
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+/// `probe state` under `ARGS`, started with USR1 and TERM blocked, HUP and PIPE ignored, and
+/// descriptor 5 inherited: everything but the pid line.
+fn state_under(args: &[&str]) -> Vec<String> {
+    let mut command = as_process(args.iter().copied().chain([probe_arg(), "state"]));
+    // SAFETY: only async-signal-safe calls run in the forked child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            libc::dup2(2, 5);
+            Ok(())
+        });
+    }
+    let finished = ferrinit_testkit::run(command);
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    finished
+        .stdout
+        .into_iter()
+        .filter(|line| !line.starts_with("pid "))
+        .collect()
+}
+
+#[test]
+fn the_command_gets_the_signal_state_and_descriptors_ferrinit_was_started_with() {
+    if !require_root("the cgroup level needs root here") {
+        return;
+    }
+    let plain = state_under(&["-s", "--"]);
+    assert!(plain.contains(&"fds 0 1 2 5".to_owned()), "{plain:?}");
+    for level in ["pidns", "cgroup", "subreaper"] {
+        let contained = state_under(&[&format!("--contain={level}"), "--"]);
+        assert_eq!(contained, plain, "--contain={level}");
+    }
+}
+
+#[test]
+fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() {
+    let running = Running::start(unprivileged(&["--contain", "--", probe_arg(), "wait"]));
+    running.expect_stdout("ready");
+    let outer = running.init_pid();
+    let inner = children_of(outer)[0];
+    for pid in [outer, inner] {
+        ferrinit_testkit::eventually("an idle wait without timeout", || {
+            ferrinit_testkit::waits_for_signals_without_timeout(pid)
+        });
+    }
+    let outer_fds = ferrinit_testkit::fds_of(outer);
+    assert_eq!(
+        outer_fds.len(),
+        5,
+        "stdio, its pidfd and the lifeline: {outer_fds:?}"
+    );
+    assert_eq!(ferrinit_testkit::fds_of(inner), [0, 1, 2]);
+    drop(running);
+}
+
+#[test]
+fn ps_inside_sees_only_the_commands_own_processes() {
+    tool("ps");
+    let finished = ferrinit_testkit::run(unprivileged(&[
+        "--contain",
+        "--",
+        "ps",
+        "-e",
+        "-o",
+        "pid=,comm=",
+    ]));
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    let seen: Vec<Vec<String>> = finished
+        .stdout
+        .iter()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(seen, [["1", "ferrinit"], ["2", "ps"]]);
+}
+
+#[test]
+fn socket_activation_for_ferrinit_reaches_the_command_inside() {
+    // `exec` keeps the shell's pid, so LISTEN_PID=$$ names the outer ferrinit.
+    let script = r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --contain -- "$1" state"#;
+    let command = clean_command("sh", ["-c", script, ferrinit_arg(), probe_arg()]);
+    let finished = ferrinit_testkit::run(command);
+    assert_eq!(finished.code(), 0, "{:?}", finished.stderr);
+    let pid = finished
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|l| l.split(' ').next())
+        .expect("a pid line")
+        .to_owned();
+    assert_eq!(pid, "2", "the command is PID 2 of the namespace");
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let expected = format!("env {}", hex(&format!("LISTEN_PID={pid}")));
+    assert!(finished.stdout.contains(&expected), "{:?}", finished.stdout);
+}
+
+#[test]
+fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let running = Running::start(as_process([
+        "--contain=cgroup",
+        "--",
+        probe_arg(),
+        "marker",
+        "0",
+    ]));
+    let outer = running.pid();
+    let marker = Marker::find(&running, outer);
+    let leaf = format!("ferrinit-contain-{outer}");
+    let dir = own_cgroup_dir().join(&leaf);
+    assert!(dir.is_dir(), "{dir:?}");
+    // The janitor: the outer ferrinit's child that is not in the leaf.
+    let janitor = children_of(outer)
+        .into_iter()
+        .find(|pid| {
+            !std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .unwrap_or_default()
+                .contains(&leaf)
+        })
+        .expect("a janitor outside the leaf");
+    let janitor_pidfd = pidfd_open(janitor).expect("pidfd of the janitor");
+    // SAFETY: kill has no memory-safety preconditions; `outer` is our child.
+    assert_eq!(unsafe { libc::kill(outer, libc::SIGKILL) }, 0);
+    let ms = stall_timeout().as_millis() as i32;
+    assert!(marker.exits_within(ms), "marker {} survived", marker.pid);
+    let mut poll = libc::pollfd {
+        fd: janitor_pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(unsafe { libc::poll(&mut poll, 1, ms) }, 1, "janitor stayed");
+    assert!(!dir.exists(), "{dir:?} was left behind");
+    assert_eq!(running.finish().code(), 128 + libc::SIGKILL);
+}

@@ -1,0 +1,403 @@
+//! Why the child died, said on stderr and written by `--exit-report` as JSON: the OOM killer
+//! (for real, in a memory cgroup with a small limit), a core dump, a signal ferrinit forwarded,
+//! and the drain's counts.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferrinit_testkit::{
+    Finished, Running, as_pid1, probe, require_host, require_root, run, scratch_dir, tool,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("the report was written");
+    assert_eq!(text.lines().count(), 1, "one line: {text:?}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}
+
+fn report_path(name: &str) -> PathBuf {
+    scratch_dir(&format!("exit-report-{name}")).join("report.json")
+}
+
+fn stderr_has(out: &Finished, needle: &str) -> bool {
+    out.stderr.iter().any(|l| l.contains(needle))
+}
+
+// --- the OOM killer --------------------------------------------------------------------------
+
+/// A memory cgroup made for one test, with a small limit; removed when dropped.
+struct MemoryCgroup {
+    dir: PathBuf,
+}
+
+const LIMIT: &str = "64M";
+
+impl MemoryCgroup {
+    /// Under this process's own cgroup v1 memory hierarchy, if the host has one.
+    fn v1(name: &str) -> Option<MemoryCgroup> {
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+        let path = cgroups.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then_some(path)
+        })?;
+        let parent = mount_of(path, |fstype, options| {
+            fstype == "cgroup" && options.split(',').any(|o| o == "memory")
+        })?;
+        let dir = parent.join(format!("ferrinit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).expect("create a v1 memory cgroup");
+        std::fs::write(dir.join("memory.limit_in_bytes"), LIMIT).expect("set the limit");
+        Some(MemoryCgroup { dir })
+    }
+
+    /// Under the cgroup v2 root, if the memory controller is on v2 here. The root may hold
+    /// processes and enable controllers at once; other cgroups may not.
+    fn v2(name: &str) -> Option<MemoryCgroup> {
+        let root = mount_of("/", |fstype, _| fstype == "cgroup2")?;
+        let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).ok()?;
+        if !controllers.split_whitespace().any(|c| c == "memory") {
+            return None;
+        }
+        std::fs::write(root.join("cgroup.subtree_control"), "+memory").expect("enable memory");
+        let dir = root.join(format!("ferrinit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).expect("create a v2 cgroup");
+        std::fs::write(dir.join("memory.max"), LIMIT).expect("set the limit");
+        // No swap to escape to.
+        let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+        Some(MemoryCgroup { dir })
+    }
+
+    /// Moves `command` into this cgroup just before it execs, so everything it starts is in it.
+    fn put(&self, command: &mut Command) {
+        let procs = CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())
+            .expect("no NUL in the path");
+        // SAFETY: only open, write and close (async-signal-safe) run between fork and exec, on
+        // memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" is the writing process itself.
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The directory of cgroup `path` under the first mount of the hierarchy that `is_hierarchy`
+/// picks (by fstype and super options) in our mount table.
+fn mount_of(path: &str, is_hierarchy: impl Fn(&str, &str) -> bool) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let after: Vec<&str> = after.split(' ').collect();
+        if !is_hierarchy(after.first()?, after.get(2)?) {
+            return None;
+        }
+        let fields: Vec<&str> = before.split(' ').collect();
+        let relative = path.strip_prefix(fields.get(3)?.trim_end_matches('/'))?;
+        Some(Path::new(fields.get(4)?).join(relative.trim_start_matches('/')))
+    })
+}
+
+/// `tail /dev/zero` never meets a newline, so it keeps every byte it reads: it grows until the
+/// OOM killer stops it. A control child in the same cgroup dies of a SIGKILL that is not the
+/// OOM killer's, and must not be blamed on it.
+fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
+    let tail = tool("tail");
+    let path = report_path("oom");
+    let mut command = as_pid1([
+        "--exit-report".as_ref(),
+        path.as_os_str(),
+        "--".as_ref(),
+        tail.as_os_str(),
+        "/dev/zero".as_ref(),
+    ]);
+    cgroup.put(&mut command);
+    let out = run(command);
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(
+        stderr_has(&out, "child killed by SIGKILL (9): the kernel's OOM killer"),
+        "{:?}",
+        out.stderr
+    );
+    let json = report(&path);
+    assert_eq!(json["oom_killed"], true, "{json}");
+    assert_eq!(json["signal"]["name"], "SIGKILL", "{json}");
+    assert_eq!(json["signal"]["number"], 9, "{json}");
+    assert_eq!(json["code"], 137, "{json}");
+
+    let mut command = as_pid1([
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        probe_arg(),
+        "die",
+        "9",
+    ]);
+    cgroup.put(&mut command);
+    let out = run(command);
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
+    assert_eq!(report(&path)["oom_killed"], false);
+}
+
+fn needs_root_for_cgroups() -> bool {
+    require_root("the OOM tests make memory cgroups")
+}
+
+#[test]
+fn oom_kill_is_named_from_the_v1_memory_oom_control_on_hosts_with_a_v1_memory_controller() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v1("oom-v1");
+    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
+    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    oom_kill_is_named_as_the_cause(&cgroup);
+}
+
+#[test]
+fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_controller() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v2("oom-v2");
+    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
+    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    oom_kill_is_named_as_the_cause(&cgroup);
+}
+
+// --- core dumps, forwarded signals -----------------------------------------------------------
+
+/// A shell that aborts itself, with core dumps allowed or not. The core file (if the host's
+/// core_pattern writes one) lands in the scratch directory.
+fn aborting_child(core_limit: &str, path: &Path) -> Finished {
+    let script = format!("ulimit -c {core_limit}; kill -ABRT $$");
+    let mut command = as_pid1([
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    command.current_dir(path.parent().expect("scratch dir"));
+    run(command)
+}
+
+#[test]
+fn a_core_dump_is_named_and_reported() {
+    let path = report_path("core");
+    let out = aborting_child("unlimited", &path);
+    assert_eq!(out.code(), 134, "{:?}", out.stderr);
+    assert!(
+        stderr_has(&out, "child killed by SIGABRT (6): core dumped"),
+        "{:?}",
+        out.stderr
+    );
+    let json = report(&path);
+    assert_eq!(json["core_dumped"], true, "{json}");
+    assert_eq!(json["oom_killed"], false, "{json}");
+
+    let out = aborting_child("0", &path);
+    assert_eq!(out.code(), 134, "{:?}", out.stderr);
+    assert!(!stderr_has(&out, "core dumped"), "{:?}", out.stderr);
+    assert_eq!(report(&path)["core_dumped"], false);
+}
+
+#[test]
+fn a_death_by_a_forwarded_signal_is_reported_as_forwarded_and_only_at_info_level() {
+    let path = report_path("forwarded");
+    let path_arg = path.to_str().expect("utf-8");
+    for verbose in [false, true] {
+        let mut args = vec!["--exit-report", path_arg];
+        if verbose {
+            args.push("-v");
+        }
+        args.extend(["--", probe_arg(), "wait"]);
+        let running = Running::start(as_pid1(args));
+        running.expect_stdout("ready");
+        running.signal_init(libc::SIGTERM);
+        let out = running.finish();
+        assert_eq!(out.code(), 143, "{:?}", out.stderr);
+        let line = "child killed by SIGTERM (15): forwarded by ferrinit";
+        if verbose {
+            assert!(stderr_has(&out, line), "{:?}", out.stderr);
+        } else {
+            // What was asked for (docker stop) is no warning.
+            assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+        }
+        let json = report(&path);
+        assert_eq!(json["forwarded"], true, "{json}");
+        assert_eq!(json["signal"]["name"], "SIGTERM", "{json}");
+    }
+}
+
+#[test]
+fn a_death_by_a_signal_nobody_forwarded_is_a_warning() {
+    let path = report_path("not-forwarded");
+    let out = run(as_pid1([
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        probe_arg(),
+        "die",
+        "10",
+    ]));
+    assert_eq!(out.code(), 138, "{:?}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        ["ferrinit: warning: child killed by SIGUSR1 (10)"],
+        "no cause ferrinit could tell"
+    );
+    let json = report(&path);
+    assert_eq!(json["forwarded"], false, "{json}");
+    assert_eq!(json["core_dumped"], false, "{json}");
+}
+
+/// Ctrl-C at a terminal reaches the child's group straight from the kernel, not through
+/// ferrinit: the child stopped as asked, which is no warning.
+#[test]
+fn a_death_by_a_request_to_stop_is_quiet_even_when_not_forwarded() {
+    for sig in ["2", "15", "1", "13"] {
+        let out = run(as_pid1(["--", probe_arg(), "die", sig]));
+        assert_eq!(out.code(), 128 + sig.parse::<i32>().expect("number"));
+        assert!(out.stderr.is_empty(), "signal {sig}: {:?}", out.stderr);
+    }
+}
+
+// --- the report ------------------------------------------------------------------------------
+
+/// Two stragglers outlive the child (which exits 3): one exits on the drain's TERM, the other
+/// ignores it and is SIGKILLed when the grace period is over.
+#[test]
+fn the_report_counts_the_drained_and_the_killed_and_the_run_time() {
+    let path = report_path("drain");
+    let script = format!(
+        "{p} straggler term 0 & {p} straggler stubborn 0 & wait; exit 3",
+        p = probe_arg()
+    );
+    let mut running = Running::start(as_pid1([
+        "-t",
+        "2s",
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]));
+    running.close_stdin();
+    running.expect_stdout("straggler got SIGTERM");
+    let out = running.finish();
+    assert_eq!(out.code(), 3, "{:?}", out.stderr);
+    let json = report(&path);
+    assert_eq!(json["code"], 3, "{json}");
+    assert_eq!(json["signal"], serde_json::Value::Null, "{json}");
+    assert_eq!(json["drained"], 1, "{json}");
+    assert_eq!(json["killed"], 1, "{json}");
+    let ms = json["run_time_ms"].as_u64().expect("a number");
+    assert!(
+        ms >= 2000,
+        "the stubborn one took the whole grace period: {json}"
+    );
+    let keys: Vec<&str> = json
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for key in [
+        "code",
+        "signal",
+        "core_dumped",
+        "oom_killed",
+        "forwarded",
+        "drained",
+        "killed",
+        "run_time_ms",
+    ] {
+        assert!(keys.contains(&key), "{key} missing: {json}");
+    }
+}
+
+#[test]
+fn the_environment_names_the_report_too_and_exec_failures_are_reported() {
+    let path = report_path("env");
+    let mut command = as_pid1(["/no/such/program"]);
+    command.env("FERRINIT_EXIT_REPORT", &path);
+    let out = run(command);
+    assert_eq!(out.code(), 127, "{:?}", out.stderr);
+    let json = report(&path);
+    assert_eq!(json["code"], 127, "{json}");
+    assert_eq!(json["signal"], serde_json::Value::Null, "{json}");
+}
+
+#[test]
+fn an_unwritable_report_path_fails_with_125_before_the_command_runs() {
+    let marker = scratch_dir("exit-report-unwritable").join("ran");
+    let script = format!("echo > {}", marker.display());
+    let out = run(as_pid1([
+        "--exit-report",
+        "/no/such/dir/report.json",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]));
+    assert_eq!(out.code(), 125, "{:?}", out.stderr);
+    assert_eq!(out.stderr.len(), 1, "{:?}", out.stderr);
+    assert!(
+        out.stderr[0].contains("cannot write the exit report to /no/such/dir/report.json"),
+        "{:?}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the command must not have run");
+}
+
+#[test]
+fn an_empty_report_path_is_a_usage_error() {
+    let out = run(as_pid1(["--exit-report", "", "true"]));
+    assert_eq!(out.code(), 2, "{:?}", out.stderr);
+    let mut command = as_pid1(["true"]);
+    command.env("FERRINIT_EXIT_REPORT", "");
+    let out = run(command);
+    assert_eq!(out.code(), 2, "{:?}", out.stderr);
+    assert!(
+        out.stderr[0].contains("FERRINIT_EXIT_REPORT"),
+        "{:?}",
+        out.stderr
+    );
+}
