@@ -184,7 +184,9 @@ pub enum SignalError {
 
 /// What ferrinit changed about signals, and what the child must get back.
 pub struct SignalState {
-    own_pid: libc::pid_t,
+    /// Read at first use, 0 until then: a process forked before it (`--contain`'s inner
+    /// ferrinit) reads its own.
+    own_pid: Cell<libc::pid_t>,
     order: Cell<Order>,
     /// The second signal of a read that returned two: taken, not yet handed out.
     held: Cell<Option<Received>>,
@@ -214,7 +216,7 @@ impl SignalState {
             .map_err(SignalError::Block)?;
         let inherited_sigchld = reset_sigchld_if_ignored()?;
         Ok(SignalState {
-            own_pid: std::process::id() as libc::pid_t,
+            own_pid: Cell::new(0),
             order: Cell::new(Order::default()),
             held: Cell::new(None),
             fd: Cell::new(UNOPENED),
@@ -235,7 +237,10 @@ impl SignalState {
 
     /// ferrinit's own pid, read once.
     pub fn own_pid(&self) -> libc::pid_t {
-        self.own_pid
+        if self.own_pid.get() == 0 {
+            self.own_pid.set(std::process::id() as libc::pid_t);
+        }
+        self.own_pid.get()
     }
 
     /// Restores the signal state ferrinit was started with, signals 32 and 33 included. Only
@@ -253,7 +258,7 @@ impl SignalState {
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
         loop {
             let received = self.take_next(deadline)?;
-            if !received.raised_by(self.own_pid) {
+            if !received.raised_by(self.own_pid()) {
                 return Some(received);
             }
             // Not a word about it: a log line to such a stderr would raise the next one.
