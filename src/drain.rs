@@ -274,6 +274,9 @@ impl Namespace {
                 return signals.next(Some(until)).into();
             }
         };
+        if signals.holds_one() {
+            return signals.next(Some(Instant::now())).into();
+        }
         if let SignalReady::NotYet = self.signal_ready {
             self.signal_ready =
                 pending_signal_fd().map_or(SignalReady::Unavailable, SignalReady::Open);

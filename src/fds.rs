@@ -3,19 +3,25 @@
 
 use std::os::fd::RawFd;
 
-use nix::errno::Errno;
-
 /// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
 /// be handed to the child as stdin, stdout or stderr. Fill each gap with a close-on-exec
 /// placeholder: ferrinit keeps it, `exec` drops it, and the child finds its stdio exactly as
 /// closed as ferrinit did.
 pub fn reserve_closed_stdio() {
-    for fd in 0..=2 {
-        // SAFETY: F_GETFD only queries the descriptor table.
-        let closed =
-            unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 && Errno::last() == Errno::EBADF;
-        if closed {
-            // The lowest free descriptor is `fd` itself, since the lower ones are now all open.
+    // One system call for the three: poll marks a closed descriptor POLLNVAL, and asks for no
+    // event, so it returns at once.
+    let mut stdio = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `stdio` is a valid array of three pollfds; a zero timeout never waits.
+    if unsafe { libc::poll(stdio.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for pollfd in stdio {
+        if pollfd.revents & libc::POLLNVAL != 0 {
+            // The lowest free descriptor is this one, since the lower ones are now all open.
             // An O_PATH handle on "/" cannot fail for lack of a file and is useless if written to.
             // Should it fail all the same, the gap stays open; nothing better can be done.
             // SAFETY: the path is a valid C string; the result is deliberately not checked.

@@ -81,6 +81,9 @@ impl Reaper {
                     self.main = None;
                     self.main_core_dumped = core_dumped;
                     reaped.main_exited = Some(status);
+                    // At once: ferrinit's next steps (the drain, or exit) reap the rest or
+                    // leave it to the kernel, and one more waitpid would only say ECHILD.
+                    return reaped;
                 }
                 (None, true) if libc::WIFSTOPPED(status) => {
                     reaped.main_stopped = Sig::from_number(libc::WSTOPSIG(status))

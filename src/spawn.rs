@@ -384,6 +384,7 @@ pub fn spawn(
     environ: &Environ,
     signals: &SignalState,
     terminal: Option<&Terminal>,
+    to_group: bool,
 ) -> Result<Child, SpawnError> {
     let mut exec = Exec::new(command, environ);
     let report = ExecReport::new()?;
@@ -409,9 +410,12 @@ pub fn spawn(
             libc::_exit(code::NOT_FOUND.into());
         }
     }
-    // The child does this too; whichever comes first, the group exists before any forward.
-    // SAFETY: setpgid has no memory-safety preconditions; EACCES once the child has exec'd.
-    unsafe { libc::setpgid(pid, pid) };
+    if to_group {
+        // With -g, signals go to the child's group: the child makes it too, but whichever comes
+        // first, the group exists before any forward. (A signal to the child alone needs none.)
+        // SAFETY: setpgid has no memory-safety preconditions; EACCES once the child has exec'd.
+        unsafe { libc::setpgid(pid, pid) };
+    }
     Ok(Child {
         pid: Pid::from_raw(pid),
         exec,

@@ -43,7 +43,7 @@ fn supervise(
     watch: &mut Watch,
     drained: &mut Drained,
 ) -> u8 {
-    if let Err(message) = become_reaper(config, parent) {
+    if let Err(message) = become_reaper(config, parent, signals.own_pid()) {
         error!("{message}");
         return code::INTERNAL;
     }
@@ -52,7 +52,13 @@ fn supervise(
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
-    let spawned = match spawn::spawn(command, environ, signals, give_terminal) {
+    let spawned = match spawn::spawn(
+        command,
+        environ,
+        signals,
+        give_terminal,
+        config.process_group,
+    ) {
         Ok(spawned) => spawned,
         Err(e) => {
             error!("{e}");
@@ -81,6 +87,7 @@ fn supervise(
             let core_dumped = supervisor.reaper.main_core_dumped;
             watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
             if let Some(grace) = config.grace_period {
+                signals.release_descriptor();
                 *drained = drain(
                     signals,
                     &mut supervisor.reaper,
@@ -269,6 +276,7 @@ fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
         }
     }
     if let Some(grace) = config.grace_period {
+        signals.release_descriptor();
         *drained = drain(
             signals,
             &mut reaper,
@@ -282,7 +290,7 @@ fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
 
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
-fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
+fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), String> {
     if let Some(sig) = config.pdeathsig {
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
@@ -297,14 +305,14 @@ fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
             unsafe { libc::raise(sig.number()) };
         }
     }
-    let pid = std::process::id();
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
-    if config.subreaper || (config.grace_period.is_some() && pid != 1) {
+    let subreaper = config.subreaper || (config.grace_period.is_some() && pid != 1);
+    if subreaper {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("cannot become a child subreaper: {e}"))?;
     }
-    if pid != 1 && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
+    if pid != 1 && !subreaper && !nix::sys::prctl::get_child_subreaper().unwrap_or(false) {
         // In pause mode there is no child, and nothing can be reaped at all.
         let consequence = match config.mode {
             Mode::Run(_) => "orphans of the child will not be reaped by ferrinit",

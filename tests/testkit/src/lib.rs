@@ -795,13 +795,24 @@ pub fn cpu_ticks_of_tree(pid: i32) -> u64 {
         .sum::<u64>()
 }
 
-/// Whether `pid` sleeps in `rt_sigtimedwait` with no timeout (glibc's sigwaitinfo): an idle
-/// wait that makes no wake-ups. From /proc/PID/syscall: number, then the arguments.
+/// Whether `pid` sleeps in `rt_sigtimedwait` with no timeout (glibc's sigwaitinfo), or in a
+/// `read` of a signalfd: an idle wait that makes no wake-ups, with nothing pending. From
+/// /proc/PID/syscall: number, then the arguments.
 pub fn waits_for_signals_without_timeout(pid: i32) -> bool {
     let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
     let fields: Vec<&str> = syscall.split_whitespace().collect();
-    fields.first() == Some(&libc::SYS_rt_sigtimedwait.to_string().as_str())
-        && fields.get(3) == Some(&"0x0")
+    let reads_signalfd = || {
+        let fd = fields
+            .get(1)
+            .and_then(|fd| i64::from_str_radix(fd.trim_start_matches("0x"), 16).ok());
+        fd.and_then(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok())
+            .is_some_and(|file| file.as_os_str() == "anon_inode:[signalfd]")
+    };
+    match fields.first().and_then(|n| n.parse::<i64>().ok()) {
+        Some(libc::SYS_rt_sigtimedwait) => fields.get(3) == Some(&"0x0"),
+        Some(libc::SYS_read) => reads_signalfd(),
+        _ => false,
+    }
 }
 
 /// Whether `pid` sleeps in `rt_sigtimedwait` with a timeout.

@@ -1,0 +1,185 @@
+//! The bounds of issue #12, each counted, never timed: system calls per forwarded signal, and how
+//! many signals one that is pending can wait behind in a storm.
+
+use ferrinit_testkit::{
+    Running, as_pid1, as_process, children_of, clean_command, eventually, have, probe,
+    process_state, rtmin, scratch_dir, waits_for_signals_without_timeout,
+};
+
+fn probe_arg() -> &'static str {
+    probe().to_str().expect("utf-8 path")
+}
+
+fn send(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// How many forwards, in ferrinit's own log, came before the first forward of `sig`.
+fn forwarded_before(log: &[String], name: &str) -> usize {
+    let forwards: Vec<&String> = log.iter().filter(|l| l.contains(" forwarded ")).collect();
+    let needle = format!(" forwarded {name} to ");
+    forwards
+        .iter()
+        .position(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("{name} was never forwarded: {log:?}"))
+}
+
+/// ferrinit is stopped while 1,000 SIGRTMIN are queued for it, then one SIGRTMIN+1 and one
+/// SIGUSR1: once continued, it must forward each of the late two after at most 64 others (the
+/// kernel's own lowest-first order would put SIGRTMIN+1 after all 1,000).
+#[test]
+fn a_signal_behind_a_thousand_queued_ones_waits_behind_at_most_64() {
+    let running = Running::start(as_pid1(["-v", "--", probe_arg(), "storm-target", "quiet"]));
+    running.expect_stdout("storm-target ready");
+    let init = running.init_pid();
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        process_state(init).as_deref() == Some("T")
+    });
+    for _ in 0..1000 {
+        send(init, rtmin(0));
+    }
+    send(init, rtmin(1));
+    send(init, libc::SIGUSR1);
+    send(init, libc::SIGCONT);
+    // Asleep in its wait again, ferrinit has forwarded everything.
+    eventually("ferrinit is idle again", || {
+        waits_for_signals_without_timeout(init)
+    });
+    let mut running = running;
+    running.close_stdin();
+    let out = running.finish();
+    assert!(
+        !out.stderr.iter().any(|l| l.contains("dropped")),
+        "log lines were dropped: the order cannot be checked"
+    );
+    let rtmin_forwards = out
+        .stderr
+        .iter()
+        .filter(|l| l.contains(" forwarded SIGRTMIN to "))
+        .count();
+    assert_eq!(rtmin_forwards, 1000);
+    for late in ["SIGRTMIN+1", "SIGUSR1"] {
+        let position = forwarded_before(&out.stderr, late);
+        assert!(
+            position <= 64,
+            "{late} was forwarded after {position} others"
+        );
+    }
+}
+
+/// Under strace, K signals sent one at a time, each answered by the child before the next: from
+/// the second forward to the last, ferrinit makes two system calls per signal, the wait (a read)
+/// and the kill.
+#[test]
+fn a_signal_forwarded_one_at_a_time_costs_two_system_calls() {
+    assert!(
+        have("strace"),
+        "strace is missing: install the Debian package strace"
+    );
+    const K: usize = 40;
+    let trace = scratch_dir("one-at-a-time").join("trace");
+    let mut command = clean_command("strace", ["-o".as_ref(), trace.as_os_str()]);
+    command.args([ferrinit_testkit::ferrinit().as_os_str()]);
+    command.args(["-s", "--", probe_arg(), "signals"]);
+    let mut running = Running::start(command);
+    running.expect_stdout("probe ready");
+    // strace's child.
+    let init = children_of(running.pid())[0];
+    for _ in 0..K {
+        send(init, libc::SIGUSR1);
+        running.expect_stdout("probe got SIGUSR1");
+    }
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).expect("strace's output");
+    let calls: Vec<&str> = trace.lines().filter(|l| !l.starts_with("+++")).collect();
+    let kills: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("kill(") && calls[i].contains("SIGUSR1"))
+        .collect();
+    assert_eq!(kills.len(), K, "forwards in the trace:\n{trace}");
+    // From the second forward on: after the first, ferrinit looks once for a backlog and opens
+    // its signalfd.
+    let between = kills[K - 1] - kills[1];
+    assert!(
+        between <= 2 * (K - 2),
+        "{between} system calls for {} forwards:\n{}",
+        K - 2,
+        calls[kills[1]..=kills[K - 1]].join("\n")
+    );
+}
+
+/// `sigqueue(pid, sig, value)` from this process, as the raw system call.
+fn sigqueue(pid: i32, sig: i32, value: usize) {
+    // The SI_QUEUE layout of a siginfo_t on 64-bit Linux: three ints and padding, then the
+    // sender's pid and uid and the value; 128 bytes in all.
+    #[repr(C)]
+    struct QueueInfo {
+        signo: i32,
+        errno: i32,
+        code: i32,
+        pad: i32,
+        pid: libc::pid_t,
+        uid: libc::uid_t,
+        value: usize,
+        rest: [u64; 12],
+    }
+    // SAFETY: getpid and getuid have no preconditions.
+    let info = QueueInfo {
+        signo: sig,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        pad: 0,
+        pid: unsafe { libc::getpid() },
+        uid: unsafe { libc::getuid() },
+        value,
+        rest: [0; 12],
+    };
+    // SAFETY: a siginfo_t's 128 bytes with si_code SI_QUEUE, which the kernel accepts.
+    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
+    assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// ferrinit takes a signal in three ways: its first wait (`sigtimedwait`), a read of its
+/// signalfd, and a backlog's round. A sigqueue'd value and sender survive each.
+#[test]
+fn a_sigqueued_value_and_sender_survive_every_way_ferrinit_takes_signals() {
+    let mut running = Running::start(as_process(["-s", "--", probe_arg(), "siginfo"]));
+    running.expect_stdout("probe ready");
+    // A plain process (-s): the sender's pid is then ours, not 0 as seen from a new namespace.
+    let init = running.init_pid();
+    let me = std::process::id();
+    let expected = |value| {
+        format!(
+            "probe got SIGRTMIN+1 code {} value {value} from {me}",
+            libc::SI_QUEUE
+        )
+    };
+    // One at a time: the first wait, then reads of the signalfd.
+    for value in 1..=3 {
+        sigqueue(init, rtmin(1), value);
+        assert_eq!(
+            running.expect_stdout("probe got SIGRTMIN+1 "),
+            expected(value)
+        );
+    }
+    // A backlog: a read of two, then rounds.
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        process_state(init).as_deref() == Some("T")
+    });
+    for value in 10..20 {
+        sigqueue(init, rtmin(1), value);
+    }
+    send(init, libc::SIGCONT);
+    for value in 10..20 {
+        assert_eq!(
+            running.expect_stdout("probe got SIGRTMIN+1 "),
+            expected(value)
+        );
+    }
+    running.close_stdin();
+    assert_eq!(running.finish().code(), 0);
+}
