@@ -6,6 +6,7 @@
 //! tells it apart is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
 //! `memory.oom_control`), read once before the child starts and once after it died of SIGKILL.
 
+use std::ffi::CStr;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -201,7 +202,6 @@ fn push_json_string(out: &mut String, text: &str) {
 
 /// The `oom_kill` counter of ferrinit's memory cgroup, which the child starts in.
 struct OomCounter {
-    file: PathBuf,
     before: u64,
 }
 
@@ -210,59 +210,135 @@ impl OomCounter {
     /// v2 `memory.events`. A controller lives in one hierarchy only, so at most one applies.
     /// `None` when there is no memory controller to read, or it cannot be read.
     fn find() -> Option<OomCounter> {
-        let cgroups = read_small("/proc/self/cgroup")?;
-        let mountinfo = read_small("/proc/self/mountinfo")?;
-        let file = counter_file(&cgroups, &mountinfo)?;
-        let before = read_oom_kills(&file)?;
-        Some(OomCounter { file, before })
+        Some(OomCounter {
+            before: read_counter()?,
+        })
     }
 
     /// Whether the OOM killer killed anything in the cgroup since the start.
     fn rose(&self) -> bool {
-        read_oom_kills(&self.file).is_some_and(|now| now > self.before)
+        read_counter().is_some_and(|now| now > self.before)
     }
 }
 
-fn read_oom_kills(file: &Path) -> Option<u64> {
-    oom_kill_count(&read_small(file)?)
+/// The counter now. Every run reads it at start-up, so the usual case (hierarchies mounted where
+/// systemd, Docker and Kubernetes mount them, whole) allocates nothing and makes six system
+/// calls; only a hierarchy mounted elsewhere, or in part (a container's bind mount), costs a
+/// read of the mount table.
+fn read_counter() -> Option<u64> {
+    let mut buf = [0u8; 2048];
+    let cgroups = std::str::from_utf8(read_into(c"/proc/self/cgroup", &mut buf)?).ok()?;
+    conventional_count(cgroups).or_else(|| {
+        let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
+        let file = counter_file(cgroups, &mountinfo)?;
+        oom_kill_count(&read_small(&file)?)
+    })
 }
 
-/// A /proc or cgroup file, which says it is empty until read: one buffer that holds a typical
-/// one whole, instead of `read_to_string`'s growth from 32 bytes in many reads.
-fn read_small(path: impl AsRef<Path>) -> Option<String> {
-    use std::io::Read as _;
-    let mut text = Vec::with_capacity(8192);
-    std::fs::File::open(path)
-        .ok()?
-        .read_to_end(&mut text)
-        .ok()?;
-    String::from_utf8(text).ok()
+/// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
+/// `/sys/fs/cgroup/unified` (v2).
+fn conventional_count(cgroups: &str) -> Option<u64> {
+    match memory_cgroup_paths(cgroups) {
+        (Some(path), _) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+        (None, Some(path)) => ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .find_map(|mount| count_at(&[mount, path, "/memory.events"])),
+        (None, None) => None,
+    }
+}
+
+/// The counter in the file whose path is `parts` joined, built on the stack.
+fn count_at(parts: &[&str]) -> Option<u64> {
+    // Longer paths are left to the fallback, which reads the mount table anyway.
+    let mut path = [0u8; 512];
+    let mut len = 0;
+    for part in parts {
+        path.get_mut(len..len + part.len())?
+            .copy_from_slice(part.as_bytes());
+        len += part.len();
+    }
+    *path.get_mut(len)? = 0;
+    let path = CStr::from_bytes_with_nul(&path[..=len]).ok()?;
+    let mut buf = [0u8; 512];
+    oom_kill_count(std::str::from_utf8(read_into(path, &mut buf)?).ok()?)
+}
+
+/// A small file read whole into `buf`: open, one read, close. `None` if it does not fit.
+fn read_into<'a>(path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+    // SAFETY: a valid C string; the descriptor is ours and closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
+    Some(&buf[..n])
+}
+
+/// From `/proc/self/cgroup`: the cgroup of a v1 hierarchy holding the memory controller, and the
+/// cgroup v2 one. (With glibc's memmem and memchr: this runs at every start, and a byte loop
+/// costs several times more.)
+fn memory_cgroup_paths(cgroups: &str) -> (Option<&str>, Option<&str>) {
+    // Lines are ID:CONTROLLERS:PATH; CONTROLLERS a comma-separated list.
+    let path_after = |at: usize| {
+        let rest = &cgroups[at..];
+        Some(&rest[..find(rest.as_bytes(), b"\n").unwrap_or(rest.len())])
+    };
+    let v1 = [":memory:", ":memory,", ",memory:", ",memory,"]
+        .iter()
+        .find_map(|needle| find(cgroups.as_bytes(), needle.as_bytes()))
+        .and_then(|at| {
+            let colon = at + 1 + find(&cgroups.as_bytes()[at + 1..], b":")?;
+            path_after(colon + 1)
+        });
+    let v2 = if cgroups.starts_with("0::") {
+        path_after(3)
+    } else {
+        find(cgroups.as_bytes(), b"\n0::").and_then(|at| path_after(at + 4))
+    };
+    (v1, v2)
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    // SAFETY: both slices are valid for their lengths; memmem only reads them.
+    let at = unsafe {
+        libc::memmem(
+            haystack.as_ptr().cast(),
+            haystack.len(),
+            needle.as_ptr().cast(),
+            needle.len(),
+        )
+    };
+    (!at.is_null()).then(|| at as usize - haystack.as_ptr() as usize)
+}
+
+/// A /proc or cgroup file of any size, for the rare fallback.
+fn read_small(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
 }
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
 fn oom_kill_count(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
+    let at = if text.starts_with("oom_kill ") {
+        0
+    } else {
+        find(text.as_bytes(), b"\noom_kill ")? + 1
+    };
+    let digits = text[at + "oom_kill ".len()..]
+        .bytes()
+        .take_while(u8::is_ascii_digit);
+    digits.into_iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.
 fn counter_file(cgroups: &str, mountinfo: &str) -> Option<PathBuf> {
-    let mut v1 = None;
-    let mut v2 = None;
-    for line in cgroups.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if id == "0" && controllers.is_empty() {
-            v2 = Some(path);
-        } else if controllers.split(',').any(|c| c == "memory") {
-            v1 = Some(path);
-        }
-    }
+    let (v1, v2) = memory_cgroup_paths(cgroups);
     if let Some(path) = v1 {
         let dir = cgroup_dir(mountinfo, path, |fstype, options| {
             fstype == "cgroup" && options.split(',').any(|o| o == "memory")
@@ -369,6 +445,24 @@ mod tests {
         // Not under that mount's root ("/pods/pod 10" is not inside "/pods/pod 1").
         assert_eq!(counter_file("0::/pods/pod 10\n", mounts), None);
         assert_eq!(counter_file("", HYBRID_MOUNTS), None);
+    }
+
+    #[test]
+    fn finds_the_memory_cgroups_wherever_memory_sits_in_the_controller_list() {
+        assert_eq!(
+            memory_cgroup_paths("5:cpu,memory,pids:/a b/c\n0::/d\n"),
+            (Some("/a b/c"), Some("/d"))
+        );
+        assert_eq!(memory_cgroup_paths("0::/\n"), (None, Some("/")));
+        assert_eq!(
+            memory_cgroup_paths("3:memory:/x:y\n"),
+            (Some("/x:y"), None),
+            "a ':' in the path"
+        );
+        assert_eq!(
+            memory_cgroup_paths("2:memory_extra:/z\n10:cpu:/\n"),
+            (None, None)
+        );
     }
 
     #[test]
