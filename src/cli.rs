@@ -288,7 +288,11 @@ pub fn parse(argv: Argv, env: impl Fn(&str) -> Option<OsString>) -> Result<Actio
                 Some(equals) => (&long[..equals], Some(&long[equals + 1..])),
                 None => (long, None),
             };
-            let option = format!("--{}", String::from_utf8_lossy(name));
+            // `--=x` names no option at all: shown as given.
+            let option = match name {
+                b"" => String::from_utf8_lossy(arg).into_owned(),
+                _ => format!("--{}", String::from_utf8_lossy(name)),
+            };
             let opt = Opt::long(name).ok_or_else(|| UsageError::UnknownOption(option.clone()))?;
             let value = match (opt.takes_value(), attached) {
                 (false, Some(value)) if opt.takes_attached_value() => Some(value),

@@ -8,13 +8,17 @@
 //!   is left in it. Processes that joined it from outside (nsenter, `docker exec`) are not
 //!   ferrinit's children, and their exit sends it no SIGCHLD. So once no child is left but the
 //!   namespace is not empty, ferrinit pins one process of it with a pidfd and sleeps until a
-//!   signal is pending or that process exits, then looks again: one descriptor however many they
-//!   are, and no timer.
+//!   signal is pending (a signalfd tells) or that process exits, then looks again: two
+//!   descriptors however many they are, and no timer.
 //! - As a subreaper, descendants are found in /proc and taken one at a time: pinned with a pidfd,
 //!   confirmed to be ours, signalled through the pidfd, released. So every one of them gets the
 //!   signal whatever RLIMIT_NOFILE allows, and none outside ever does. The confirmation asks the
 //!   kernel for the pinned process's parent (Linux 6.13), which nothing in /proc can fake;
 //!   older kernels check /proc again instead.
+//! - As a subreaper without pidfds (before Linux 5.3, or a seccomp profile without pidfd_open),
+//!   or without a descriptor to read /proc with: only ferrinit's own children are signalled, by
+//!   pid, each confirmed unreaped by `waitid` first (an unreaped child's pid cannot be reused).
+//!   The others are orphaned to ferrinit as their parents exit, and are signalled then.
 
 mod pidfd;
 mod procfs;
@@ -29,6 +33,7 @@ use crate::forward::{Forwarding, Phase};
 use crate::log::{debug, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Received, Sig, SignalState, pending_signal_fd};
+use crate::sweep::is_own_child;
 use pidfd::Pidfd;
 use procfs::{ProcEntry, Procfs};
 
@@ -65,13 +70,17 @@ pub fn drain(
         return count;
     }
     if let Care::Blind(procfs) = care {
-        let problem = match procfs {
-            Procfs::NotMounted => "/proc is not mounted",
-            _ => "/proc belongs to another PID namespace",
-        };
-        warning!(
-            "{problem}: cannot find descendants to signal, only waiting for them (mount a fresh /proc)"
-        );
+        match procfs {
+            Procfs::NotMounted => warning!(
+                "/proc is not mounted: cannot find descendants to signal, only waiting for them (mount a fresh /proc)"
+            ),
+            Procfs::Unreadable(e) => warning!(
+                "cannot read /proc ({e}): cannot find descendants to signal, only waiting for them"
+            ),
+            _ => warning!(
+                "/proc belongs to another PID namespace: cannot find descendants to signal, only waiting for them (mount a fresh /proc)"
+            ),
+        }
     }
     let deadline = Instant::now() + grace;
     info!("sending {drain_sig} to the processes left; waiting up to {grace:?}");
@@ -126,13 +135,20 @@ pub fn drain(
         }
         care.wait(signals, give_up.min(Instant::now() + KILL_RESCAN));
     }
-    warning!(
-        "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
-    );
+    match &care {
+        Care::Subtree(Subtree {
+            limit: Some(limit), ..
+        }) => warning!(
+            "processes are still left {KILL_WAIT:?} after SIGKILL; leaving them (uninterruptible, or not ours to signal; or never signalled, their parent still alive: {limit})"
+        ),
+        _ => warning!(
+            "processes are still left {KILL_WAIT:?} after SIGKILL (uninterruptible, or not ours to signal); leaving them"
+        ),
+    }
     count
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Resend {
     Yes,
     /// Only processes that have not had this signal from the drain yet.
@@ -154,8 +170,9 @@ impl From<Option<Received>> for Woken {
 enum Care {
     Namespace(Namespace),
     Subtree(Subtree),
-    /// Not PID 1, and /proc is not our namespace's: descendants cannot be found safely, so
-    /// nothing is signalled; the drain only waits out the grace period for them.
+    /// Not PID 1, and /proc is not our namespace's (or cannot be read for another reason than a
+    /// lack of descriptors): descendants cannot be found safely, so nothing is signalled; the
+    /// drain only waits out the grace period for them.
     Blind(Procfs),
 }
 
@@ -171,14 +188,17 @@ impl Care {
                 signal_ready: SignalReady::NotYet,
             });
         }
-        match procfs {
-            Procfs::Ours => Care::Subtree(Subtree {
-                own_pid,
-                sent: HashSet::new(),
-                pin_failure_reported: false,
-            }),
-            _ => Care::Blind(procfs),
-        }
+        let finding = match procfs {
+            Procfs::Ours => Finding::InProc,
+            Procfs::Unreadable(e) if out_of_descriptors(e) => Finding::ChildrenByPid(e),
+            _ => return Care::Blind(procfs),
+        };
+        Care::Subtree(Subtree {
+            own_pid,
+            finding,
+            sent: HashSet::new(),
+            limit: None,
+        })
     }
 
     /// Reaps what has exited and tells whether anyone is left, deciding how to wait for them.
@@ -314,7 +334,11 @@ impl Namespace {
 /// there is none, an error if one could not be pinned.
 fn live_process_other_than_us() -> Option<Result<Pidfd, Errno>> {
     let own_pid = std::process::id() as i32;
-    for pid in procfs::pids().into_iter().filter(|&pid| pid != own_pid) {
+    let pids = match procfs::pids() {
+        Ok(pids) => pids,
+        Err(e) => return Some(Err(e)),
+    };
+    for pid in pids.into_iter().filter(|&pid| pid != own_pid) {
         match Pidfd::open(pid) {
             Ok(pidfd) if !pidfd.has_exited() => return Some(Ok(pidfd)),
             Ok(_) | Err(Errno::ESRCH) => {}
@@ -324,19 +348,74 @@ fn live_process_other_than_us() -> Option<Result<Pidfd, Errno>> {
     None
 }
 
+/// The highest pid a 64-bit kernel ever hands out (PID_MAX_LIMIT): without /proc, the range in
+/// which ferrinit's children are looked for.
+const PID_MAX_LIMIT: i32 = 1 << 22;
+
+fn out_of_descriptors(e: Errno) -> bool {
+    matches!(e, Errno::EMFILE | Errno::ENFILE)
+}
+
 struct Subtree {
     own_pid: i32,
-    /// `(pid, start time, signal)` already sent.
+    finding: Finding,
+    /// `(pid, start time, signal)` already sent; start time 0 for a child signalled by pid.
     sent: HashSet<(i32, u64, Sig)>,
-    pin_failure_reported: bool,
+    /// Why only ferrinit's own children could be signalled, once it is known (and reported).
+    limit: Option<Limit>,
+}
+
+#[derive(Clone, Copy)]
+enum Finding {
+    /// Descendants are listed in /proc, which is our namespace's.
+    InProc,
+    /// /proc could not even be checked for want of a descriptor (this error): never trusted,
+    /// never read.
+    ChildrenByPid(Errno),
+}
+
+/// What keeps the drain from reaching descendants that are not ferrinit's children.
+enum Limit {
+    NoPidfd(Errno),
+    /// No descriptor left (EMFILE, ENFILE) above all.
+    NoListing(Errno),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::NoPidfd(e) => write!(f, "cannot open pidfds ({e})"),
+            Limit::NoListing(e) => write!(f, "cannot list /proc ({e})"),
+        }
+    }
 }
 
 impl Subtree {
+    fn signal(&mut self, sig: Sig, resend: Resend) {
+        let listed = match self.finding {
+            Finding::InProc => procfs::pids(),
+            Finding::ChildrenByPid(e) => Err(e),
+        };
+        match listed {
+            Ok(pids) => self.signal_listed(pids, sig, resend),
+            Err(e) => {
+                self.limited_by(Limit::NoListing(e));
+                // Without a listing: every pid there can be, asked whether it is our child.
+                let own_pid = self.own_pid;
+                for pid in (2..=PID_MAX_LIMIT).filter(|&pid| pid != own_pid) {
+                    if is_own_child(pid) {
+                        self.send_by_pid(pid, sig, resend);
+                    }
+                }
+            }
+        }
+    }
+
     /// Our descendants, parents before children, each pinned, confirmed, signalled and released
     /// before the next is pinned: one descriptor at a time.
-    fn signal(&mut self, sig: Sig, resend: Resend) {
+    fn signal_listed(&mut self, pids: Vec<i32>, sig: Sig, resend: Resend) {
         let mut children: HashMap<i32, Vec<ProcEntry>> = HashMap::new();
-        for process in procfs::pids().into_iter().filter_map(procfs::read_stat) {
+        for process in pids.into_iter().filter_map(procfs::read_stat) {
             children.entry(process.ppid).or_default().push(process);
         }
         let mut confirmed: HashSet<i32> = HashSet::from([self.own_pid]);
@@ -346,7 +425,11 @@ impl Subtree {
                 Ok(pidfd) => pidfd,
                 Err(Errno::ESRCH) => continue,
                 Err(e) => {
-                    self.report_pin_failure(candidate.pid, e);
+                    // Its own descendants are left until they are orphaned to us.
+                    self.limited_by(Limit::NoPidfd(e));
+                    if candidate.ppid == self.own_pid && is_own_child(candidate.pid) {
+                        self.send_by_pid(candidate.pid, sig, resend);
+                    }
                     continue;
                 }
             };
@@ -362,12 +445,21 @@ impl Subtree {
         }
     }
 
-    fn report_pin_failure(&mut self, pid: i32, e: Errno) {
-        if !self.pin_failure_reported {
-            self.pin_failure_reported = true;
+    /// `pid` must be an unreaped child of ours: until we reap it, nobody else can have its pid.
+    fn send_by_pid(&mut self, pid: i32, sig: Sig, resend: Resend) {
+        if resend == Resend::Yes || self.sent.insert((pid, 0, sig)) {
+            debug!("sending {sig} to child {pid}");
+            // SAFETY: kill has no memory-safety preconditions; `pid` is an unreaped child, > 1.
+            unsafe { libc::kill(pid, sig.number()) };
+        }
+    }
+
+    fn limited_by(&mut self, limit: Limit) {
+        if self.limit.is_none() {
             warning!(
-                "cannot open a pidfd for process {pid} ({e}): it and its descendants get no signal from the drain"
+                "{limit}: signalling ferrinit's own children by pid; their descendants get the drain's signals once orphaned to ferrinit"
             );
+            self.limit = Some(limit);
         }
     }
 }

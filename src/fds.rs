@@ -44,7 +44,7 @@ pub fn close_inherited() {
 }
 
 /// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
-/// still needs). The log's descriptor goes too, and is opened again at the next line.
+/// still needs).
 pub fn close_all_except(keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()
@@ -59,12 +59,10 @@ pub fn close_all_except(keep: &[RawFd]) {
         from = fd + 1;
     }
     close_range(from, u32::MAX);
-    crate::log::forget_private_descriptor();
 }
 
 fn close_range(first: u32, last: u32) {
-    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs,
-    // and forgets the log's descriptor afterwards.
+    // SAFETY: close_range has no memory-safety preconditions; the caller keeps what it needs.
     let closed = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } == 0;
     if !closed {
         // Kernels before 5.9: close what /proc lists.

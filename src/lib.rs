@@ -23,6 +23,8 @@ mod sweep;
 mod tty;
 
 use exit_status::code;
+/// For main.rs's out-of-memory line.
+pub use log::write_without_blocking;
 
 /// ferrinit's whole life; returns its exit code.
 ///

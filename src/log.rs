@@ -9,9 +9,14 @@
 //! would start failing with EAGAIN. So, chosen once by what stderr is:
 //! - a pipe, FIFO or terminal is opened again through /proc/self/fd/2, with O_NONBLOCK: a
 //!   description of ferrinit's own on the same pipe or terminal. A line of at most PIPE_BUF bytes
-//!   then goes in whole or not at all (EAGAIN), whatever the child writes meanwhile;
+//!   then goes in whole or not at all (EAGAIN), whatever the child writes meanwhile. It is opened
+//!   for each line and closed after it: a descriptor kept between lines would take the slot that
+//!   a tight RLIMIT_NOFILE leaves the drain;
 //! - a socket gets send(MSG_DONTWAIT), non-blocking for this one call only;
 //! - anything else (a regular file, /dev/null) never keeps a writer waiting: plain write.
+//!
+//! A descriptor 2 open read-only (`2<&0`) is written to only as it is, which fails: reopening it
+//! for writing would give ferrinit a write end of what is, for the child, its input.
 //!
 //! Without /proc, a pipe or terminal falls back to poll(POLLOUT, no timeout) and then a write of at
 //! most PIPE_BUF bytes, which goes in whole when the pipe has room; the child could still fill
@@ -19,7 +24,7 @@
 //! Nothing here runs unless there is a line to write: no system call at start-up.
 
 use std::fmt::{self, Write as _};
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 pub const DEFAULT_VERBOSITY: u8 = 1;
 pub const MAX_VERBOSITY: u8 = 3;
@@ -110,16 +115,9 @@ const REOPEN: u8 = 1;
 const SOCKET: u8 = 2;
 const PLAIN: u8 = 3;
 static STDERR_KIND: AtomicU8 = AtomicU8::new(UNKNOWN);
-/// ferrinit's own non-blocking description of stderr (REOPEN), or -1 before it is opened.
-static PRIVATE_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// fds::close_inherited has closed every descriptor above 2, ours included.
-pub fn forget_private_descriptor() {
-    PRIVATE_FD.store(-1, Ordering::Relaxed);
-}
-
-/// Whether the whole line was written.
-fn write_without_blocking(line: &[u8]) -> bool {
+/// Whether the whole line was written. Never blocks, never allocates: the out-of-memory path
+/// writes through it too.
+pub fn write_without_blocking(line: &[u8]) -> bool {
     let written = match stderr_kind() {
         SOCKET => {
             // SAFETY: `line` is valid for its length; MSG_NOSIGNAL: no SIGPIPE either.
@@ -133,8 +131,15 @@ fn write_without_blocking(line: &[u8]) -> bool {
             }
         }
         REOPEN => match private_descriptor() {
-            // SAFETY: `line` is valid for its length; `fd` is ours and non-blocking.
-            Some(fd) => unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) },
+            Some(fd) => {
+                // SAFETY: `line` is valid for its length; `fd` is ours and non-blocking, and
+                // nothing uses it once it is closed here.
+                unsafe {
+                    let written = libc::write(fd, line.as_ptr().cast(), line.len());
+                    libc::close(fd);
+                    written
+                }
+            }
             None => {
                 let mut pollfd = libc::pollfd {
                     fd: 2,
@@ -165,7 +170,7 @@ fn stderr_kind() -> u8 {
     // SAFETY: `stat` is plain storage that fstat fills in before it is read.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat only writes into `stat`.
-    let kind = if unsafe { libc::fstat(2, &mut stat) } != 0 {
+    let kind = if unsafe { libc::fstat(2, &mut stat) } != 0 || !writable_stderr() {
         PLAIN
     } else {
         match stat.st_mode & libc::S_IFMT {
@@ -183,11 +188,16 @@ fn is_dev_null(stat: &libc::stat) -> bool {
     stat.st_rdev == libc::makedev(1, 3)
 }
 
+/// Whether descriptor 2 was opened for writing. A read-only one (`2<&0`) is not reopened, which
+/// would make ferrinit a writer of the child's input.
+fn writable_stderr() -> bool {
+    // SAFETY: F_GETFL has no memory-safety preconditions.
+    let flags = unsafe { libc::fcntl(2, libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_ACCMODE != libc::O_RDONLY
+}
+
+/// A non-blocking description of stderr of ferrinit's own, for one line: the caller closes it.
 fn private_descriptor() -> Option<i32> {
-    let fd = PRIVATE_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        return Some(fd);
-    }
     // O_NOCTTY: reopening a terminal must not make it ferrinit's controlling terminal.
     // SAFETY: the path is a valid C string.
     let fd = unsafe {
@@ -196,11 +206,8 @@ fn private_descriptor() -> Option<i32> {
             libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY,
         )
     };
-    // No /proc, or a FIFO without a reader (ENXIO): tried again at the next line.
-    (fd >= 0).then(|| {
-        PRIVATE_FD.store(fd, Ordering::Relaxed);
-        fd
-    })
+    // No /proc, no descriptor left, or a FIFO without a reader (ENXIO): the caller polls.
+    (fd >= 0).then_some(fd)
 }
 
 macro_rules! error {

@@ -41,16 +41,14 @@ unsafe impl GlobalAlloc for OrExit {
 #[global_allocator]
 static ALLOCATOR: OrExit = OrExit;
 
-/// No formatting, no allocation, no unwinding: a fixed line with write(2), then _exit.
+/// No formatting, no allocation, no unwinding: a fixed line, written as every log line is (never
+/// waiting on a full stderr pipe), then _exit.
 fn or_exit(ptr: *mut u8) -> *mut u8 {
     if ptr.is_null() {
-        const LINE: &[u8] = b"ferrinit: error: out of memory\n";
-        // SAFETY: write and _exit have no memory-safety preconditions; LINE is valid for its
-        // length. Nothing is left to do if the write fails.
-        unsafe {
-            libc::write(2, LINE.as_ptr().cast(), LINE.len());
-            libc::_exit(125);
-        }
+        // Nothing is left to do if the write fails.
+        ferrinit::write_without_blocking(b"ferrinit: error: out of memory\n");
+        // SAFETY: _exit has no memory-safety preconditions.
+        unsafe { libc::_exit(125) };
     }
     ptr
 }

@@ -687,8 +687,11 @@ impl Target {
                 // SAFETY: kill has no memory-safety preconditions; `pid` is a child's, > 1.
                 unsafe { libc::kill(pid.as_raw(), sig.0) }.into()
             }
+            // 0 would name ferrinit's own group and -1 everyone it may signal; 1 (a PID-1
+            // session leader's group) may hold processes outside ferrinit's care.
+            (Target::Group(pgid), _) if pgid.as_raw() <= 1 => return Err(Errno::EINVAL),
             (Target::Group(pgid), _) => {
-                // SAFETY: as above; `-pgid` names the child's group, never 0 or -1.
+                // SAFETY: as above; `pgid` > 1, so `-pgid` names that one group, never 0 or -1.
                 unsafe { libc::kill(-pgid.as_raw(), sig.0) }.into()
             }
         };
@@ -708,6 +711,15 @@ impl fmt::Display for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_target_never_names_every_process_or_our_own_group() {
+        // Signal 0 only checks: unrefused, kill(-1, 0) and kill(0, 0) would succeed.
+        for pgid in [1, 0, -1] {
+            let refused = Target::Group(Pid::from_raw(pgid)).send(Sig(0));
+            assert_eq!(refused, Err(Errno::EINVAL), "group {pgid}");
+        }
+    }
 
     fn parse(s: &str) -> Result<i32, UnknownSignal> {
         s.parse::<Sig>().map(Sig::number)

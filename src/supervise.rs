@@ -218,11 +218,17 @@ impl<'a> Supervisor<'a> {
         let wants_terminal = by == Sig::TTIN || by == Sig::TTOU;
         if wants_terminal && terminal.in_foreground() {
             // Its current group: should the child have moved to another one, continuing it
-            // without giving that group the terminal would only stop it again.
+            // without giving that group the terminal would only stop it again. But only the
+            // child's own group is continued whole: one it joined may hold processes outside
+            // ferrinit's care (as PID 1 and session leader, its group is 1).
             match nix::unistd::getpgid(Some(self.child)) {
                 Ok(group) if terminal.give_to(group) => {
                     info!("child stopped by {by}: giving it the terminal and continuing it");
-                    continue_group(group);
+                    if group == self.child {
+                        continue_group(group);
+                    } else if let Err(e) = Target::Process(self.child).send(Sig::CONT) {
+                        warning!("could not continue child {}: {e}", self.child);
+                    }
                 }
                 _ => {}
             }

@@ -61,7 +61,7 @@ fn own_children() -> Vec<libc::pid_t> {
         .collect()
 }
 
-fn is_own_child(pid: libc::pid_t) -> bool {
+pub fn is_own_child(pid: libc::pid_t) -> bool {
     // SAFETY: siginfo_t is plain data; waitid fills it in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | libc::WSTOPPED | libc::WCONTINUED | libc::WNOHANG | libc::WNOWAIT;

@@ -460,3 +460,79 @@ fn require_tool(program: &str, package: &str) {
         "{program} is missing: apt-get install {package}"
     );
 }
+
+#[test]
+fn an_option_without_a_name_is_shown_as_given() {
+    let out = run(as_process(["--=x", "true"]));
+    assert_eq!(out.code(), 2, "{:?}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        ["ferrinit: error: unknown option '--=x'; see 'ferrinit --help'"]
+    );
+}
+
+/// A pipe that holds exactly `PAGE` bytes and holds them already: the next write would wait.
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const PAGE: usize = 4096;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`; close-on-exec, so that no other test's
+    // child holds them.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: F_SETPIPE_SZ has no memory-safety preconditions.
+    let size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PAGE as libc::c_int) };
+    assert_eq!(size, PAGE as libc::c_int);
+    let mut writer = std::fs::File::from(write.try_clone().unwrap());
+    writer.write_all(&[b'x'; PAGE]).unwrap();
+    (read, write)
+}
+
+#[test]
+fn out_of_memory_with_a_full_stderr_pipe_still_exits_125() {
+    // As in exit_codes.rs: an unknown option of 120 kB, and the first address-space limit under
+    // which ferrinit starts but runs out of memory reporting it. Then the same run with stderr a
+    // full pipe that nobody reads: the line is dropped, and ferrinit exits all the same.
+    use std::os::unix::process::CommandExt;
+    let option = format!("--{}", "x".repeat(120_000));
+    let command = |limit: u64| {
+        let mut command = std::process::Command::new(ferrinit_testkit::ferrinit());
+        command.args([option.as_str(), "true"]);
+        ferrinit_testkit::clean_start(&mut command);
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                libc::setrlimit(libc::RLIMIT_AS, &rlimit);
+                Ok(())
+            });
+        }
+        command.stdin(std::process::Stdio::null());
+        command
+    };
+    let limit = (1_000_000..4_000_000)
+        .step_by(20_000)
+        .find(|&limit| {
+            command(limit).output().is_ok_and(|out| {
+                out.stderr == b"ferrinit: error: out of memory\n" && out.status.code() == Some(125)
+            })
+        })
+        .expect("ferrinit never ran out of memory");
+    let (_read, write) = full_pipe();
+    let mut child = command(limit)
+        .stdout(std::process::Stdio::null())
+        .stderr(write)
+        .spawn()
+        .unwrap();
+    let status = ferrinit_testkit::wait_timeout(&mut child, ferrinit_testkit::stall_timeout());
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let status = status.expect("ferrinit waits on its full stderr pipe");
+    assert_eq!(status.code(), Some(125), "limit {limit}");
+}

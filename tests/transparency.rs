@@ -331,3 +331,43 @@ fn a_full_stderr_nobody_reads_never_stops_reaping_and_dropped_lines_are_counted(
     let again = stderr.rest().into_iter().filter(|l| l.contains("dropped"));
     assert_eq!(again.count(), 0, "one note, once writing works again");
 }
+
+#[test]
+fn a_read_only_stderr_gets_no_log_line_and_the_child_its_end_of_input() {
+    // `echo data | ferrinit -v -- cat 2<&0`: descriptor 2 is the read end of cat's input.
+    // Reopened for writing, it would make ferrinit a writer of that pipe: cat would read its log
+    // line, and never see the end of its input.
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`; close-on-exec, so that no other test's
+    // child holds the write end open.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut command = as_process(["-s", "-v", "--", "cat"]);
+    command
+        .stdin(read.try_clone().unwrap())
+        .stderr(read)
+        .stdout(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(command);
+    let mut write = std::fs::File::from(write);
+    write.write_all(b"data\n").unwrap();
+    drop(write);
+    let status = ferrinit_testkit::wait_timeout(&mut child, ferrinit_testkit::stall_timeout());
+    if status.is_none() {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    }
+    let status = status.expect("cat never saw the end of its input");
+    let mut output = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    assert_eq!(output, "data\n");
+    assert_eq!(status.code(), Some(0));
+}

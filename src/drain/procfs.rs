@@ -1,6 +1,8 @@
 //! What /proc says about processes. Only ever a hint: a pid read here may belong to another
 //! process by the time it is used, and a process that may mount can make /proc say anything.
 
+use nix::errno::Errno;
+
 /// Whether /proc describes ferrinit's own PID namespace.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Procfs {
@@ -8,6 +10,9 @@ pub enum Procfs {
     /// Mounted, but for an ancestor PID namespace: its pids are not ours.
     Foreign,
     NotMounted,
+    /// It could not be read, for another reason than not being there: no descriptor left
+    /// (EMFILE, ENFILE) above all.
+    Unreadable(Errno),
 }
 
 impl Procfs {
@@ -15,8 +20,14 @@ impl Procfs {
     /// single entry, equal to our pid, means they are the same. (Comparing /proc/self with our
     /// pid alone could be fooled when our pid happens to be the same number in an ancestor.)
     pub fn check() -> Procfs {
-        let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-            return Procfs::NotMounted;
+        let status = match std::fs::read_to_string("/proc/self/status") {
+            Ok(status) => status,
+            Err(e) => {
+                return match errno_of(&e) {
+                    Errno::ENOENT => Procfs::NotMounted,
+                    errno => Procfs::Unreadable(errno),
+                };
+            }
         };
         let own_pid = std::process::id().to_string();
         let ours = status
@@ -29,13 +40,16 @@ impl Procfs {
 
 /// Every pid /proc lists. The directory is closed before this returns, so that the caller can
 /// work with a single descriptor whatever RLIMIT_NOFILE allows.
-pub fn pids() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
+pub fn pids() -> Result<Vec<i32>, Errno> {
+    let dir = std::fs::read_dir("/proc").map_err(|e| errno_of(&e))?;
+    Ok(dir
+        .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .collect()
+        .collect())
+}
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 
 pub struct ProcEntry {

@@ -71,6 +71,9 @@ usage: probe MODE [ARGS]
   no-room CMD [ARG]... run CMD where nothing may be created: in a user namespace of its own
                        (run as root) with user.max_user_namespaces=0, as uid/gid 65534; exit
                        with its status
+  no-syscall NR ERRNO CMD [ARG]...
+                       exec CMD under a seccomp filter that fails system call NR with ERRNO
+                       (as a kernel or container profile without that call would)
 ";
 
 #[unsafe(no_mangle)]
@@ -127,6 +130,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         "tty-yield" => tty_yield(),
         "marker" => marker(number(1)),
         "no-room" if args.len() > 1 => no_room(&args[1..]),
+        "no-syscall" if args.len() > 3 => no_syscall(number(1), number(2), &args[3..]),
         _ => usage(),
     }
 }
@@ -986,4 +990,39 @@ fn no_room(command: &[String]) -> i32 {
             }
         }
     }
+}
+
+fn no_syscall(nr: i32, errno: i32, command: &[String]) -> i32 {
+    // struct sock_filter: code, jt, jf, k. Load the call's number; if it is `nr`, fail with
+    // `errno`; allow everything else.
+    #[repr(C)]
+    struct Insn(u16, u8, u8, u32);
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let filter = [
+        Insn(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        Insn(JEQ_K, 0, 1, nr as u32),
+        Insn(RET_K, 0, 0, RET_ERRNO | (errno as u32 & 0xffff)),
+        Insn(RET_K, 0, 0, RET_ALLOW),
+    ];
+    #[repr(C)]
+    struct Program(u16, *const Insn);
+    let program = Program(filter.len() as u16, filter.as_ptr());
+    // SAFETY: `program` points at `filter`, both alive across the calls.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let installed = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &program as *const Program,
+        );
+        assert_eq!(installed, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
+    let error = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new(&command[0]).args(&command[1..]),
+    );
+    panic!("exec {}: {error}", command[0]);
 }
