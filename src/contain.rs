@@ -558,11 +558,12 @@ fn inner_main(
         unsafe { libc::_exit(code::INTERNAL.into()) };
     }
     drop(report);
+    let signals = signals.in_fork();
     // Socket activation: descriptors meant for the outer ferrinit are the command's.
     let moved = environ.moved_listen_pid(outer, std::process::id());
     let environ = moved.as_ref().unwrap_or(environ);
     // No `-p` here (the outer ferrinit has it), so the parent given is never looked at.
-    let status = supervise::run(config, environ, signals, Pid::from_raw(0));
+    let status = supervise::run(config, environ, &signals, Pid::from_raw(0));
     std::process::exit(status.into())
 }
 

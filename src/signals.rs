@@ -223,6 +223,18 @@ impl SignalState {
         })
     }
 
+    /// The same state in a fork that goes on as ferrinit (`--contain`'s inner one): a signal is
+    /// its own when it raised it itself. One sent by its parent, the outer ferrinit relaying,
+    /// is the child's business like any other.
+    pub fn in_fork(&self) -> SignalState {
+        SignalState {
+            own_pid: std::process::id() as libc::pid_t,
+            order: Cell::new(self.order.get()),
+            inherited_mask: self.inherited_mask,
+            inherited_sigchld: self.inherited_sigchld,
+        }
+    }
+
     /// Restores the signal state ferrinit was started with, signals 32 and 33 included. Only
     /// async-signal-safe calls: this runs in the forked child before `exec`.
     pub fn restore_inherited_in_child(&self) {

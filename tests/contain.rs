@@ -188,6 +188,9 @@ fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
     for command in [
         as_process(["--contain", "--", "sh", "-c", script, probe_arg()]),
         unprivileged(&["--contain", "--", "sh", "-c", script, probe_arg()]),
+        // The inner ferrinit is not PID 1 here: a signal relayed by its parent, the outer one,
+        // is still the command's.
+        as_process(["--contain=cgroup", "--", "sh", "-c", script, probe_arg()]),
     ] {
         let mut running = Running::start(command);
         let marker = Marker::find(&running, running.pid());
