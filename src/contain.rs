@@ -123,7 +123,8 @@ pub fn run(
         info!("--contain: already PID 1 of a PID namespace, which holds all the command starts");
         return supervise::run(config, environ, signals, parent);
     }
-    if let Err(message) = set_parent_death_signal(config, parent) {
+    // `-p`: the outer ferrinit is the one whose parent matters.
+    if let Err(message) = supervise::set_parent_death_signal(config, parent) {
         error!("{message}");
         return code::INTERNAL;
     }
@@ -164,25 +165,6 @@ fn reached(how: &str, missed: &[String]) {
     } else {
         info!("contained: {how} ({})", missed.join("; "));
     }
-}
-
-/// `-p`: the outer ferrinit is the one whose parent matters.
-fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
-    let Some(sig) = config.pdeathsig else {
-        return Ok(());
-    };
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
-        return Err(format!(
-            "cannot set the parent-death signal {sig}: {}",
-            Errno::last()
-        ));
-    }
-    if nix::unistd::getppid() != parent {
-        // SAFETY: raising a signal has no memory-safety preconditions.
-        unsafe { libc::raise(sig.number()) };
-    }
-    Ok(())
 }
 
 /// The inner ferrinit's configuration: the outer one keeps `-p` and the containment.

@@ -283,20 +283,7 @@ fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
 fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
-    if let Some(sig) = config.pdeathsig {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
-            return Err(format!(
-                "cannot set the parent-death signal {sig}: {}",
-                nix::errno::Errno::last()
-            ));
-        }
-        // The parent may have died before the request: then the signal would never come.
-        if nix::unistd::getppid() != parent {
-            // SAFETY: raising a signal has no memory-safety preconditions.
-            unsafe { libc::raise(sig.number()) };
-        }
-    }
+    set_parent_death_signal(config, parent)?;
     let pid = std::process::id();
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
@@ -313,6 +300,27 @@ fn become_reaper(config: &Config, parent: Pid) -> Result<(), String> {
         warning!(
             "not running as PID 1 (pid {pid}) and not a subreaper: {consequence}; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
         );
+    }
+    Ok(())
+}
+
+/// `-p`: the signal ferrinit gets when `parent` (its parent when it started) dies; raised at
+/// once should it have died already.
+pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
+    let Some(sig) = config.pdeathsig else {
+        return Ok(());
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
+        return Err(format!(
+            "cannot set the parent-death signal {sig}: {}",
+            Errno::last()
+        ));
+    }
+    // The parent may have died before the request: then the signal would never come.
+    if nix::unistd::getppid() != parent {
+        // SAFETY: raising a signal has no memory-safety preconditions.
+        unsafe { libc::raise(sig.number()) };
     }
     Ok(())
 }

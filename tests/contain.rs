@@ -206,6 +206,21 @@ fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
 }
 
 #[test]
+fn parent_death_signal_reaches_the_command_inside() {
+    for level in ["pidns", "cgroup"] {
+        // sh is the outer ferrinit's parent: when it dies, the kernel sends ferrinit SIGUSR1.
+        let script = r#""$0" -p SIGUSR1 --contain="$1" -- "$2" signals; exit"#;
+        let args = ["-c", script, ferrinit_arg(), level, probe_arg()];
+        let mut running = Running::start(clean_command("sh", args));
+        running.expect_stdout("probe ready");
+        // SAFETY: kill has no memory-safety preconditions; the pid is sh, our child.
+        assert_eq!(unsafe { libc::kill(running.pid(), libc::SIGKILL) }, 0);
+        running.expect_stdout("probe got SIGUSR1");
+        running.close_stdin();
+    }
+}
+
+#[test]
 fn grace_period_inside_the_namespace_lets_a_straggler_finish_its_term_handler() {
     let command = unprivileged(&[
         "--contain=pidns",
