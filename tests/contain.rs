@@ -8,8 +8,9 @@ use std::process::Command;
 
 use ferrinit_testkit::containers::{Bundle, Runtime};
 use ferrinit_testkit::{
-    Running, as_process, children_of, clean_command, ferrinit, interactive_shell, pidfd_open,
-    probe, require, require_root, stall_timeout, status_field, tool,
+    OnTerminal, Running, as_process, children_of, clean_command, eventually, ferrinit,
+    interactive_shell, pidfd_open, probe, process_state, require, require_root, stall_timeout,
+    status_field, tool,
 };
 
 fn probe_arg() -> &'static str {
@@ -489,6 +490,85 @@ fn ctrl_c_under_contain_on_a_terminal_gives_130() {
     }
     shell.type_text("exit\n");
     assert!(shell.finish().success());
+}
+
+#[test]
+fn ctrl_z_under_contain_gives_the_shell_its_prompt_back_and_fg_resumes_the_command() {
+    let mut shell = interactive_shell();
+    for (prefix, level) in [
+        ("", "pidns"),
+        (
+            "setpriv --reuid=65534 --regid=65534 --clear-groups ",
+            "pidns",
+        ),
+        ("", "cgroup"),
+        ("", "subreaper"),
+    ] {
+        // Two reads of the terminal, one before the stop and one after.
+        shell.type_text(&format!(
+            "{prefix}\"$F\" --contain={level} -- sh -c '\"$P\" tty-read && exec \"$P\" tty-read'\n"
+        ));
+        shell.expect("ready");
+        shell.type_text("\x1a");
+        shell.expect("Stopped");
+        shell.expect("PROMPT> ");
+        shell.type_text("jobs; echo jobs-$((1 + 1))\n");
+        shell.expect("Stopped");
+        shell.expect("jobs-2");
+        shell.type_text("fg\n");
+        // Resumed in the foreground: the command reads the terminal again.
+        shell.type_text("after fg\n");
+        shell.expect("read after fg");
+        shell.expect("ready");
+        shell.type_text("\x03");
+        shell.expect("PROMPT> ");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=130");
+        shell.type_text("jobs; echo jobs-$((2 + 1))\n");
+        let jobs = shell.expect("jobs-3");
+        assert!(!jobs.contains("Stopped"), "--contain={level}: {jobs:?}");
+    }
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
+fn ctrl_z_under_contain_without_a_job_control_shell_stops_only_the_command() {
+    // ferrinit leads the session (`ssh -t host ferrinit ...`): nobody would continue a stopped
+    // ferrinit, so neither the outer nor the inner one stops, and a SIGCONT to ferrinit resumes
+    // the command.
+    for level in ["pidns", "cgroup"] {
+        let contain = format!("--contain={level}");
+        let mut terminal = OnTerminal::start(as_process([
+            contain.as_str(),
+            "--",
+            probe_arg(),
+            "tty-read",
+        ]));
+        terminal.expect("ready");
+        let outer = terminal.pid();
+        // Beside the cgroup level's watcher, the one child with a child of its own.
+        let (inner, command) = children_of(outer)
+            .into_iter()
+            .find_map(|inner| Some((inner, *children_of(inner).first()?)))
+            .expect("the inner ferrinit and the command");
+        terminal.type_text("\x1a");
+        eventually("the command is stopped", || {
+            process_state(command).as_deref() == Some("T")
+        });
+        for ferrinit in [outer, inner] {
+            assert_ne!(
+                process_state(ferrinit).as_deref(),
+                Some("T"),
+                "{contain}: ferrinit {ferrinit} is stopped"
+            );
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our ferrinit.
+        assert_eq!(unsafe { libc::kill(outer, libc::SIGCONT) }, 0);
+        terminal.type_text("resumed\n");
+        terminal.expect("read resumed");
+        assert!(terminal.finish().success(), "{contain}");
+    }
 }
 
 /// `probe state` under `ARGS`, started with USR1 and TERM blocked, HUP and PIPE ignored, and
