@@ -533,6 +533,28 @@ fn ctrl_z_under_contain_gives_the_shell_its_prompt_back_and_fg_resumes_the_comma
 }
 
 #[test]
+fn fg_gives_the_terminal_to_the_command_of_a_contained_ferrinit_started_in_the_background() {
+    let mut shell = interactive_shell();
+    for level in ["pidns", "cgroup"] {
+        // The command reads the terminal from the background: SIGTTIN stops it, and the outer
+        // ferrinit stops too, so that the shell sees the job stopped, and `wait` returns.
+        shell.type_text(&format!(
+            "\"$F\" --contain={level} -- \"$P\" tty-read & wait %1; echo waited=$?\n"
+        ));
+        shell.expect("ready");
+        shell.expect("waited=147");
+        shell.expect("PROMPT> ");
+        shell.type_text("fg\n");
+        shell.type_text("typed\n");
+        shell.expect("read typed");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=0");
+    }
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
 fn ctrl_z_under_contain_without_a_job_control_shell_stops_only_the_command() {
     // ferrinit leads the session (`ssh -t host ferrinit ...`): nobody would continue a stopped
     // ferrinit, so neither the outer nor the inner one stops, and a SIGCONT to ferrinit resumes
