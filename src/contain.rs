@@ -33,9 +33,9 @@ use crate::fds;
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Sig, SignalState};
-use crate::supervise;
+use crate::supervise::{self, JobControl};
 use crate::sweep;
-use crate::tty::Terminal;
+use crate::tty::{Stop, Terminal};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
@@ -123,7 +123,8 @@ pub fn run(
         info!("--contain: already PID 1 of a PID namespace, which holds all the command starts");
         return supervise::run(config, environ, signals, parent);
     }
-    if let Err(message) = set_parent_death_signal(config, parent) {
+    // `-p`: the outer ferrinit is the one whose parent matters.
+    if let Err(message) = supervise::set_parent_death_signal(config, parent) {
         error!("{message}");
         return code::INTERNAL;
     }
@@ -164,25 +165,6 @@ fn reached(how: &str, missed: &[String]) {
     } else {
         info!("contained: {how} ({})", missed.join("; "));
     }
-}
-
-/// `-p`: the outer ferrinit is the one whose parent matters.
-fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
-    let Some(sig) = config.pdeathsig else {
-        return Ok(());
-    };
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
-        return Err(format!(
-            "cannot set the parent-death signal {sig}: {}",
-            Errno::last()
-        ));
-    }
-    if nix::unistd::getppid() != parent {
-        // SAFETY: raising a signal has no memory-safety preconditions.
-        unsafe { libc::raise(sig.number()) };
-    }
-    Ok(())
 }
 
 /// The inner ferrinit's configuration: the outer one keeps `-p` and the containment.
@@ -244,7 +226,8 @@ enum Setup {
 }
 
 /// What the inner ferrinit reports before it goes on: `[0, 0]`, or the step that failed and
-/// its errno.
+/// its errno. When a job-control shell runs the outer ferrinit, the same pipe then carries the
+/// inner one's word that the command stopped (see `Outer::hear_stop`).
 type Report = [i32; 2];
 const STEPS: [&str; 3] = ["", "make mount propagation private", "mount a fresh /proc"];
 
@@ -257,6 +240,9 @@ struct Outer {
     /// comes before PR_SET_PDEATHSIG is in place.
     _lifeline: OwnedFd,
     terminal: Option<Terminal>,
+    /// When a job-control shell runs us as a job: the inner ferrinit's word that the command
+    /// stopped, which comes with a SIGCHLD (see `hear_stops`).
+    stops: Option<OwnedFd>,
     leaf: Option<Leaf>,
     janitor: Option<Janitor>,
 }
@@ -320,9 +306,9 @@ impl Outer {
     ) -> Result<Outer, ContainError> {
         let (lifeline_read, lifeline) = pipe()?;
         let (report_read, report_write) = pipe()?;
-        // Only a terminal whose foreground we hold is handed on: the inner ferrinit then finds its
-        // group in the foreground, and gives the command the terminal as it does today.
-        let terminal = Terminal::controlling().filter(Terminal::foreground_at_start);
+        let terminal = Terminal::controlling();
+        // The shell waits for us, not for the inner ferrinit: we are the job that stops.
+        let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         let outer = std::process::id();
         let mut pidfd: RawFd = -1;
         let mut args = CloneArgs {
@@ -353,15 +339,12 @@ impl Outer {
         if pid == 0 {
             drop(lifeline);
             drop(report_read);
-            inner_main(
-                outer,
-                lifeline_read,
-                report_write,
-                setup,
-                inner_config,
-                environ,
-                signals,
-            );
+            let ends = InnerEnds {
+                lifeline: lifeline_read,
+                report: report_write,
+                job_control,
+            };
+            inner_main(outer, ends, setup, inner_config, environ, signals);
         }
         drop(lifeline_read);
         drop(report_write);
@@ -390,7 +373,9 @@ impl Outer {
         // from the sender, once relayed); and the terminal, if we had it.
         // SAFETY: setpgid has no memory-safety preconditions.
         unsafe { libc::setpgid(pid as libc::pid_t, pid as libc::pid_t) };
-        if let Some(terminal) = &terminal {
+        // Only a terminal whose foreground we hold is handed on: the inner ferrinit then finds its
+        // group in the foreground, and gives the command the terminal as it does today.
+        if let Some(terminal) = terminal.as_ref().filter(|t| t.foreground_at_start()) {
             terminal.give_to(inner);
         }
         // SAFETY: writes one byte from valid memory.
@@ -405,6 +390,12 @@ impl Outer {
             }
             None => return Err(abandon(ContainError::InnerDied)),
         }
+        let stops = job_control.then_some(report_read).and_then(|stops| {
+            hear_stops(&stops)
+                .inspect_err(|e| warning!("Ctrl-Z will not give the shell its prompt back: {e}"))
+                .ok()
+                .map(|()| stops)
+        });
         let user = namespaces & libc::CLONE_NEWUSER as u64 != 0;
         Ok(Outer {
             how: if user {
@@ -416,6 +407,7 @@ impl Outer {
             pidfd,
             _lifeline: lifeline,
             terminal,
+            stops,
             leaf: None,
             janitor: None,
         })
@@ -424,6 +416,7 @@ impl Outer {
     /// Relays signals until the inner ferrinit exits, cleans up, and returns its status.
     fn supervise(mut self, config: &Config, signals: &SignalState) -> u8 {
         let mut keep = vec![self.pidfd.as_raw_fd(), self._lifeline.as_raw_fd()];
+        keep.extend(self.stops.as_ref().map(AsRawFd::as_raw_fd));
         if let Some(leaf) = &self.leaf {
             keep.extend(leaf.raw_fds());
         }
@@ -433,6 +426,8 @@ impl Outer {
         let _ = nix::unistd::chdir("/");
         // For the cgroup's orphans, which come to us once the inner ferrinit is gone.
         let mut reaper = Reaper::new(None, config.warn_on_reap, false);
+        // A word that came before it could raise a SIGCHLD.
+        self.hear_stop();
         let status = loop {
             let Some(received) = signals.next(None) else {
                 continue;
@@ -442,7 +437,14 @@ impl Outer {
                     debug!("the inner ferrinit {status}");
                     break status;
                 }
+                self.hear_stop();
                 continue;
+            }
+            if received.sig == Sig::CONT {
+                // `fg` gave us the terminal: it is the inner ferrinit's, to give to the command.
+                if let Some(terminal) = &self.terminal {
+                    terminal.hand_on(self.inner);
+                }
             }
             debug!("relaying {} to the inner ferrinit", received.sig);
             send(&self.pidfd, received.sig);
@@ -459,6 +461,26 @@ impl Outer {
 }
 
 impl Outer {
+    /// The inner ferrinit's word that the command stopped: the terminal goes back to our group
+    /// and we stop, as ferrinit does without `--contain` (tty.rs); the shell's `fg` continues us,
+    /// and its SIGCONT is relayed.
+    fn hear_stop(&self) {
+        let (Some(stops), Some(terminal)) = (&self.stops, &self.terminal) else {
+            return;
+        };
+        let mut bytes = [0u8; 16];
+        // SAFETY: reads into valid memory of the given length; the descriptor is non-blocking.
+        let n = unsafe { libc::read(stops.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
+        let word = usize::try_from(n)
+            .ok()
+            .and_then(|n| bytes[..n].last().copied());
+        let Some(by) = word.and_then(|byte| Sig::from_number(byte.into())) else {
+            return;
+        };
+        info!("the command stopped by {by}: stopping too, so that the shell can take over");
+        terminal.hand_back_and_stop(self.inner, by, &Stop::Raise);
+    }
+
     fn inner_exit(&self) -> Option<ChildStatus> {
         let mut status = 0;
         loop {
@@ -505,12 +527,25 @@ fn empty_and_remove(leaf: &mut Leaf, signals: &SignalState, reaper: &mut Reaper)
     }
 }
 
+/// The inner ferrinit's ends of its pipes with the outer one.
+struct InnerEnds {
+    /// Readable at the outer ferrinit's go; hangs up should the outer ferrinit die first.
+    lifeline: OwnedFd,
+    /// For the report, and then, with `job_control`, the word that the command stopped.
+    report: OwnedFd,
+    /// A job-control shell runs the outer ferrinit.
+    job_control: bool,
+}
+
 /// The inner ferrinit: waits for the outer one's go, arranges to die with it, sets up the
 /// namespaces, reports, and runs as the command's init. Never returns.
 fn inner_main(
     outer: u32,
-    lifeline: OwnedFd,
-    report: OwnedFd,
+    InnerEnds {
+        lifeline,
+        report,
+        job_control,
+    }: InnerEnds,
     setup: Setup,
     config: &Config,
     environ: &Environ,
@@ -557,12 +592,13 @@ fn inner_main(
         // SAFETY: _exit has no preconditions.
         unsafe { libc::_exit(code::INTERNAL.into()) };
     }
-    drop(report);
+    let job = JobControl::Outer(job_control.then_some(report));
+    let signals = signals.in_fork();
     // Socket activation: descriptors meant for the outer ferrinit are the command's.
     let moved = environ.moved_listen_pid(outer, std::process::id());
     let environ = moved.as_ref().unwrap_or(environ);
     // No `-p` here (the outer ferrinit has it), so the parent given is never looked at.
-    let status = supervise::run(config, environ, signals, Pid::from_raw(0));
+    let status = supervise::run_as(config, environ, &signals, Pid::from_raw(0), job);
     std::process::exit(status.into())
 }
 
@@ -652,6 +688,22 @@ fn explain_user_namespace(e: ContainError) -> ContainError {
         }
         other => other,
     }
+}
+
+/// Has the kernel raise SIGCHLD at us whenever the inner ferrinit writes to `stops` (O_ASYNC,
+/// with F_SETSIG): SIGCHLD already sends the loop to look at the inner ferrinit, so its wait
+/// stays one sigtimedwait without timeout, and a user's signal is never mistaken for the word.
+fn hear_stops(stops: &OwnedFd) -> Result<(), Errno> {
+    // F_SETSIG from <fcntl.h>, which the libc crate lacks.
+    const F_SETSIG: libc::c_int = 10;
+    let fd = stops.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    let set =
+        |command, value: libc::c_int| Errno::result(unsafe { libc::fcntl(fd, command, value) });
+    set(libc::F_SETOWN, std::process::id() as libc::c_int)?;
+    set(F_SETSIG, libc::SIGCHLD)?;
+    set(libc::F_SETFL, libc::O_ASYNC | libc::O_NONBLOCK)?;
+    Ok(())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), ContainError> {

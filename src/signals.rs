@@ -243,6 +243,21 @@ impl SignalState {
         self.own_pid.get()
     }
 
+    /// The same state in a fork that goes on as ferrinit (`--contain`'s inner one): a signal is
+    /// its own when it raised it itself, so it reads its own pid (one sent by its parent, the
+    /// outer ferrinit relaying, is the child's business like any other). It holds no signal the
+    /// parent took, and opens a signalfd of its own when it needs one.
+    pub fn in_fork(&self) -> SignalState {
+        SignalState {
+            own_pid: Cell::new(0),
+            order: Cell::new(Order::default()),
+            held: Cell::new(None),
+            fd: Cell::new(UNOPENED),
+            inherited_mask: self.inherited_mask,
+            inherited_sigchld: self.inherited_sigchld,
+        }
+    }
+
     /// Restores the signal state ferrinit was started with, signals 32 and 33 included. Only
     /// async-signal-safe calls: this runs in the forked child before `exec`.
     pub fn restore_inherited_in_child(&self) {

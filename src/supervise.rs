@@ -2,6 +2,7 @@
 //! and reap until the child exits, drain what is left, exit with the child's status.
 
 use std::cell::Cell;
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -18,10 +19,42 @@ use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
 use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
-use crate::tty::Terminal;
+use crate::tty::{Stop, Terminal};
 
 /// `parent`: ferrinit's parent when it started (for `-p`).
 pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+    run_as(config, environ, signals, parent, JobControl::Detect)
+}
+
+/// Who tells whether ferrinit runs as a job of a job-control shell.
+pub enum JobControl {
+    /// ferrinit itself ([`Terminal::under_job_control`]); it then stops itself.
+    Detect,
+    /// `--contain`'s outer ferrinit, which is the shell's job: `Some` when a job-control shell
+    /// runs it, with the pipe that asks it to stop in our place.
+    Outer(Option<OwnedFd>),
+}
+
+impl JobControl {
+    /// How ferrinit stops for the shell; `None` when no shell would continue it.
+    fn stop(self, terminal: Option<&Terminal>) -> Option<Stop> {
+        match self {
+            JobControl::Detect => terminal
+                .filter(|t| t.under_job_control())
+                .map(|_| Stop::Raise),
+            JobControl::Outer(pipe) => pipe.map(Stop::AskOuter),
+        }
+    }
+}
+
+/// As [`run`], with job control as `job` says (see contain.rs).
+pub fn run_as(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    job: JobControl,
+) -> u8 {
     let mut watch = match Watch::start(config.exit_report.as_deref()) {
         Ok(watch) => watch,
         Err(e) => {
@@ -30,7 +63,15 @@ pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pi
         }
     };
     let mut drained = Drained::default();
-    let code = supervise(config, environ, signals, parent, &mut watch, &mut drained);
+    let code = supervise(
+        config,
+        environ,
+        signals,
+        parent,
+        job,
+        &mut watch,
+        &mut drained,
+    );
     watch.finish(code, drained);
     code
 }
@@ -40,6 +81,7 @@ fn supervise(
     environ: &Environ,
     signals: &SignalState,
     parent: Pid,
+    job: JobControl,
     watch: &mut Watch,
     drained: &mut Drained,
 ) -> u8 {
@@ -66,13 +108,14 @@ fn supervise(
         }
     };
     let child = spawned.pid;
-    fds::close_inherited();
+    let stop = job.stop(terminal.as_ref());
+    fds::close_all_except(stop.as_ref().and_then(Stop::pipe).as_slice());
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
     // Whether the exec worked is known only once the child is reaped.
     info!("forked child {child} to run {}", command.name());
 
-    let mut supervisor = Supervisor::new(config, child, terminal, signals);
+    let mut supervisor = Supervisor::new(config, child, terminal, stop, signals);
     let status = supervisor.wait_for_child();
     // The child is reaped: had its exec failed, it said why before exiting.
     let code = match spawned.exec_error() {
@@ -112,8 +155,9 @@ struct Supervisor<'a> {
     reaper: Reaper,
     forwarding: Forwarding,
     terminal: Option<Terminal>,
-    /// Run as a job by a job-control shell, on ferrinit's controlling terminal.
-    job_control: bool,
+    /// Set when a job-control shell runs ferrinit (or the outer ferrinit) as a job, on its
+    /// controlling terminal: how ferrinit then stops.
+    stop: Option<Stop>,
     /// The signal that stopped the main child, while ferrinit has yet to act on the stop.
     child_stopped: Option<Sig>,
     /// For the exit report: a death by this signal is one ferrinit passed on.
@@ -125,9 +169,9 @@ impl<'a> Supervisor<'a> {
         config: &'a Config,
         child: Pid,
         terminal: Option<Terminal>,
+        stop: Option<Stop>,
         signals: &'a SignalState,
     ) -> Self {
-        let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         Supervisor {
             signals,
             child,
@@ -141,7 +185,7 @@ impl<'a> Supervisor<'a> {
             reaper: Reaper::new(Some(child), config.warn_on_reap, terminal.is_some()),
             forwarding: Forwarding::new(&config.rewrites, &config.delays),
             terminal,
-            job_control,
+            stop,
             child_stopped: None,
             last_forwarded: Cell::new(None),
         }
@@ -209,8 +253,9 @@ impl<'a> Supervisor<'a> {
     /// The child stopped. Stopped by SIGTTIN or SIGTTOU, it wants the terminal: if ferrinit's
     /// group holds the foreground, the child gets it and goes on at once. Otherwise, under a
     /// job-control shell (which waits for ferrinit, not for the child), ferrinit gives the
-    /// terminal back and stops too: the shell prints its prompt, and its `fg` continues us (see
-    /// `resume_child`). Without one, only the child stops, until a SIGCONT comes to ferrinit.
+    /// terminal back and stops too (or has the outer ferrinit of `--contain` stop): the shell
+    /// prints its prompt, and its `fg` continues us (see `resume_child`). Without one, only the
+    /// child stops, until a SIGCONT comes to ferrinit.
     fn child_was_stopped(&mut self, by: Sig) {
         let Some(terminal) = &self.terminal else {
             return;
@@ -232,11 +277,17 @@ impl<'a> Supervisor<'a> {
                 }
                 _ => {}
             }
-        } else if self.job_control {
+        } else if let Some(stop) = &self.stop {
             self.child_stopped = Some(by);
-            terminal.take_back(self.child);
-            info!("child stopped by {by}: stopping ferrinit too, so that the shell can take over");
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+            match stop {
+                Stop::Raise => info!(
+                    "child stopped by {by}: stopping ferrinit too, so that the shell can take over"
+                ),
+                Stop::AskOuter(_) => info!(
+                    "child stopped by {by}: asking the outer ferrinit to stop, so that the shell can take over"
+                ),
+            }
+            terminal.hand_back_and_stop(self.child, by, stop);
         } else if wants_terminal {
             // Should ferrinit get the foreground later, its next SIGCONT hands it on.
             self.child_stopped = Some(by);
@@ -247,8 +298,8 @@ impl<'a> Supervisor<'a> {
     /// terminal if the shell gave it to us.
     fn resume_child(&mut self) {
         self.child_stopped = None;
-        if let Some(terminal) = self.terminal.as_ref().filter(|t| t.in_foreground()) {
-            terminal.give_to(self.child);
+        if let Some(terminal) = &self.terminal {
+            terminal.hand_on(self.child);
         }
         continue_group(self.child);
     }
@@ -297,20 +348,7 @@ fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
 fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), String> {
-    if let Some(sig) = config.pdeathsig {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
-            return Err(format!(
-                "cannot set the parent-death signal {sig}: {}",
-                nix::errno::Errno::last()
-            ));
-        }
-        // The parent may have died before the request: then the signal would never come.
-        if nix::unistd::getppid() != parent {
-            // SAFETY: raising a signal has no memory-safety preconditions.
-            unsafe { libc::raise(sig.number()) };
-        }
-    }
+    set_parent_death_signal(config, parent)?;
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
     let subreaper = config.subreaper || (config.grace_period.is_some() && pid != 1);
@@ -327,6 +365,27 @@ fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), S
         warning!(
             "not running as PID 1 (pid {pid}) and not a subreaper: {consequence}; use -s or FERRINIT_SUBREAPER=1, or run ferrinit as PID 1"
         );
+    }
+    Ok(())
+}
+
+/// `-p`: the signal ferrinit gets when `parent` (its parent when it started) dies; raised at
+/// once should it have died already.
+pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
+    let Some(sig) = config.pdeathsig else {
+        return Ok(());
+    };
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a plain signal number.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig.number() as libc::c_ulong) } != 0 {
+        return Err(format!(
+            "cannot set the parent-death signal {sig}: {}",
+            Errno::last()
+        ));
+    }
+    // The parent may have died before the request: then the signal would never come.
+    if nix::unistd::getppid() != parent {
+        // SAFETY: raising a signal has no memory-safety preconditions.
+        unsafe { libc::raise(sig.number()) };
     }
     Ok(())
 }

@@ -8,12 +8,35 @@
 //!
 //! Every `tcsetpgrp` here runs with SIGTTOU blocked, so it can never stop ferrinit.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::errno::Errno;
 use nix::unistd::{Pid, getpgid, getpgrp, getpid, getppid, getsid, tcgetpgrp, tcsetpgrp};
+
+use crate::signals::Sig;
 
 /// O_NONBLOCK: never wait for a modem's carrier; nothing is read or written through it.
 const OPEN_FLAGS: libc::c_int = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK;
+
+/// How ferrinit stops when it hands the terminal back to a job-control shell.
+pub enum Stop {
+    /// SIGSTOP to itself.
+    Raise,
+    /// `--contain`'s inner ferrinit: the shell waits for the outer one, and PID 1 of a namespace
+    /// cannot stop itself anyway. One byte down this pipe, the signal that stopped the child,
+    /// asks the outer ferrinit to hand the terminal back and stop in our place (contain.rs).
+    AskOuter(OwnedFd),
+}
+
+impl Stop {
+    /// The descriptor ferrinit must keep open for it.
+    pub fn pipe(&self) -> Option<RawFd> {
+        match self {
+            Stop::Raise => None,
+            Stop::AskOuter(pipe) => Some(pipe.as_raw_fd()),
+        }
+    }
+}
 
 /// Present only when ferrinit has a controlling terminal.
 pub struct Terminal {
@@ -90,6 +113,35 @@ impl Terminal {
             if tcgetpgrp(&tty).is_ok_and(|group| group == child_group) {
                 let _ = tcsetpgrp(&tty, self.own_group);
             }
+        }
+    }
+
+    /// What ferrinit runs as a job (`job`: the child's group, or the inner ferrinit's) has
+    /// stopped, by `by`: the terminal goes back to ferrinit's group, and ferrinit stops too, so
+    /// that the shell, which waits for ferrinit and not for the child, prints its prompt. Its
+    /// `fg` continues ferrinit: then [`Terminal::hand_on`].
+    pub fn hand_back_and_stop(&self, job: Pid, by: Sig, stop: &Stop) {
+        self.take_back(job);
+        match stop {
+            Stop::Raise => {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+            }
+            Stop::AskOuter(pipe) => {
+                let byte = [u8::try_from(by.number()).unwrap_or(0)];
+                // SAFETY: writes one byte from valid memory. Should the outer ferrinit be gone,
+                // it is killing us already (PR_SET_PDEATHSIG): nothing to do about an error.
+                while unsafe { libc::write(pipe.as_raw_fd(), byte.as_ptr().cast(), 1) } == -1
+                    && Errno::last() == Errno::EINTR
+                {}
+            }
+        }
+    }
+
+    /// ferrinit was continued after [`Terminal::hand_back_and_stop`]: `job` gets the terminal if
+    /// the shell gave it to ferrinit's group (`fg`), not if it kept it (`bg`).
+    pub fn hand_on(&self, job: Pid) {
+        if self.in_foreground() {
+            self.give_to(job);
         }
     }
 }

@@ -8,8 +8,9 @@ use std::process::Command;
 
 use ferrinit_testkit::containers::{Bundle, Runtime};
 use ferrinit_testkit::{
-    Running, as_process, children_of, clean_command, ferrinit, interactive_shell, pidfd_open,
-    probe, require, require_root, stall_timeout, status_field, tool,
+    OnTerminal, Running, as_process, children_of, clean_command, eventually, ferrinit,
+    interactive_shell, pidfd_open, probe, process_state, require, require_root, stall_timeout,
+    status_field, tool,
 };
 
 fn probe_arg() -> &'static str {
@@ -188,6 +189,9 @@ fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
     for command in [
         as_process(["--contain", "--", "sh", "-c", script, probe_arg()]),
         unprivileged(&["--contain", "--", "sh", "-c", script, probe_arg()]),
+        // The inner ferrinit is not PID 1 here: a signal relayed by its parent, the outer one,
+        // is still the command's.
+        as_process(["--contain=cgroup", "--", "sh", "-c", script, probe_arg()]),
     ] {
         let mut running = Running::start(command);
         let marker = Marker::find(&running, running.pid());
@@ -199,6 +203,21 @@ fn term_and_usr1_sent_to_ferrinit_reach_the_command() {
         running.close_stdin();
         assert_eq!(running.finish().code(), 0);
         assert!(marker.is_gone(), "marker {} survived", marker.pid);
+    }
+}
+
+#[test]
+fn parent_death_signal_reaches_the_command_inside() {
+    for level in ["pidns", "cgroup"] {
+        // sh is the outer ferrinit's parent: when it dies, the kernel sends ferrinit SIGUSR1.
+        let script = r#""$0" -p SIGUSR1 --contain="$1" -- "$2" signals; exit"#;
+        let args = ["-c", script, ferrinit_arg(), level, probe_arg()];
+        let mut running = Running::start(clean_command("sh", args));
+        running.expect_stdout("probe ready");
+        // SAFETY: kill has no memory-safety preconditions; the pid is sh, our child.
+        assert_eq!(unsafe { libc::kill(running.pid(), libc::SIGKILL) }, 0);
+        running.expect_stdout("probe got SIGUSR1");
+        running.close_stdin();
     }
 }
 
@@ -459,7 +478,7 @@ fn ctrl_c_under_contain_on_a_terminal_gives_130() {
         shell.type_text(&format!(
             "{prefix}\"$F\" --contain={level} -- \"$P\" tty-read\n"
         ));
-        shell.expect("ready");
+        shell.expect("ready\n");
         shell.type_text("\x03");
         shell.expect("PROMPT> ");
         shell.type_text("echo status=$?\n");
@@ -471,6 +490,109 @@ fn ctrl_c_under_contain_on_a_terminal_gives_130() {
     }
     shell.type_text("exit\n");
     assert!(shell.finish().success());
+}
+
+#[test]
+fn ctrl_z_under_contain_gives_the_shell_its_prompt_back_and_fg_resumes_the_command() {
+    let mut shell = interactive_shell();
+    for (prefix, level) in [
+        ("", "pidns"),
+        (
+            "setpriv --reuid=65534 --regid=65534 --clear-groups ",
+            "pidns",
+        ),
+        ("", "cgroup"),
+        ("", "subreaper"),
+    ] {
+        // One process that reads the terminal line after line. (Were the reader a child of the
+        // command, the shell could get its prompt back before the reader stopped, and the
+        // reader take the next line typed.)
+        shell.type_text(&format!(
+            "{prefix}\"$F\" --contain={level} -- sed -u 's/^/read /'\n"
+        ));
+        shell.type_text("before\n");
+        shell.expect("read before");
+        shell.type_text("\x1a");
+        shell.expect("Stopped");
+        shell.expect("PROMPT> ");
+        shell.type_text("jobs; echo jobs-$((1 + 1))\n");
+        shell.expect("Stopped");
+        shell.expect("jobs-2");
+        shell.type_text("fg\n");
+        // Resumed in the foreground: the command reads the terminal again.
+        shell.type_text("after fg\n");
+        shell.expect("read after fg");
+        shell.type_text("\x03");
+        shell.expect("PROMPT> ");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=130");
+        shell.type_text("jobs; echo jobs-$((2 + 1))\n");
+        let jobs = shell.expect("jobs-3");
+        assert!(!jobs.contains("Stopped"), "--contain={level}: {jobs:?}");
+    }
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
+fn fg_gives_the_terminal_to_the_command_of_a_contained_ferrinit_started_in_the_background() {
+    let mut shell = interactive_shell();
+    for level in ["pidns", "cgroup"] {
+        // The command reads the terminal from the background: SIGTTIN stops it, and the outer
+        // ferrinit stops too, so that the shell sees the job stopped, and `wait` returns.
+        shell.type_text(&format!(
+            "\"$F\" --contain={level} -- \"$P\" tty-read & wait %1; echo waited=$?\n"
+        ));
+        shell.expect("ready\n");
+        shell.expect("waited=147");
+        shell.expect("PROMPT> ");
+        shell.type_text("fg\n");
+        shell.type_text("typed\n");
+        shell.expect("read typed");
+        shell.type_text("echo status=$?\n");
+        shell.expect("status=0");
+    }
+    shell.type_text("exit\n");
+    assert!(shell.finish().success());
+}
+
+#[test]
+fn ctrl_z_under_contain_without_a_job_control_shell_stops_only_the_command() {
+    // ferrinit leads the session (`ssh -t host ferrinit ...`): nobody would continue a stopped
+    // ferrinit, so neither the outer nor the inner one stops, and a SIGCONT to ferrinit resumes
+    // the command.
+    for level in ["pidns", "cgroup"] {
+        let contain = format!("--contain={level}");
+        let mut terminal = OnTerminal::start(as_process([
+            contain.as_str(),
+            "--",
+            probe_arg(),
+            "tty-read",
+        ]));
+        terminal.expect("ready");
+        let outer = terminal.pid();
+        // Beside the cgroup level's watcher, the one child with a child of its own.
+        let (inner, command) = children_of(outer)
+            .into_iter()
+            .find_map(|inner| Some((inner, *children_of(inner).first()?)))
+            .expect("the inner ferrinit and the command");
+        terminal.type_text("\x1a");
+        eventually("the command is stopped", || {
+            process_state(command).as_deref() == Some("T")
+        });
+        for ferrinit in [outer, inner] {
+            assert_ne!(
+                process_state(ferrinit).as_deref(),
+                Some("T"),
+                "{contain}: ferrinit {ferrinit} is stopped"
+            );
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our ferrinit.
+        assert_eq!(unsafe { libc::kill(outer, libc::SIGCONT) }, 0);
+        terminal.type_text("resumed\n");
+        terminal.expect("read resumed");
+        assert!(terminal.finish().success(), "{contain}");
+    }
 }
 
 /// `probe state` under `ARGS`, started with USR1 and TERM blocked, HUP and PIPE ignored, and
