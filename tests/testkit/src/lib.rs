@@ -317,6 +317,11 @@ impl Running {
         self.stderr.expect_count(needle, count, "stderr");
     }
 
+    /// Every stderr line seen so far, taken or not, in order.
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.all()
+    }
+
     pub fn write_stdin(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         stdin.write_all(text.as_bytes()).expect("write to stdin");
