@@ -8,7 +8,10 @@
 
 use std::ffi::CStr;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,14 +28,36 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write the exit report to {}: no process has that FIFO open for reading", path.display())]
+    NoReader { path: PathBuf },
 }
 
 /// Watches one run, from before the child exists to ferrinit's exit.
 pub struct Watch {
     started: Instant,
     oom_counter: Option<OomCounter>,
-    report: Option<PathBuf>,
+    report: Option<Report>,
     death: Option<Death>,
+}
+
+/// The report's destination, opened once before the child exists and kept to the end: the path
+/// may be relative (ferrinit leaves its working directory) or name a descriptor ferrinit closes
+/// (`/dev/fd/3`), so it is never opened by name again.
+struct Report {
+    path: PathBuf,
+    file: File,
+    kind: Destination,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    /// A regular file of the report's own: emptied at the start, replaced at the end.
+    OwnFile,
+    /// A regular file that an inherited descriptor also writes to (`/dev/stdout` redirected to
+    /// a log): never emptied, the report is appended to what is there.
+    SharedFile,
+    /// A pipe, FIFO, terminal or device: written once at the end.
+    Stream,
 }
 
 /// How the main child died, when a signal killed it.
@@ -48,18 +73,21 @@ struct Death {
 
 impl Watch {
     /// Call before the child exists: starts the clock, reads the cgroup's OOM-kill counter, and
-    /// creates (or empties) the report file, so that a path that cannot be written fails the run
-    /// before anything has run, and no stale report from an earlier run is left to be misread.
+    /// opens the report (see [`Report::open`]), so that a path that cannot be written fails the
+    /// run before anything has run.
     pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
-        if let Some(path) = report {
-            write_file(path, b"")?;
-        }
+        let report = report.map(Report::open).transpose()?;
         Ok(Watch {
             started: Instant::now(),
             oom_counter: OomCounter::find(),
-            report: report.map(Path::to_path_buf),
+            report,
             death: None,
         })
+    }
+
+    /// The report's descriptor, which ferrinit must keep when it closes what it inherited.
+    pub fn kept_fd(&self) -> Option<RawFd> {
+        self.report.as_ref().map(|r| r.file.as_raw_fd())
     }
 
     /// Call once the main child is reaped, before any drain: says on stderr how it died if a
@@ -94,11 +122,11 @@ impl Watch {
     /// Call last, with ferrinit's exit code: writes the report, if one was asked for. A failure
     /// here is one error line; the exit code stays the child's.
     pub fn finish(&self, code: u8, drained: Drained) {
-        let Some(path) = &self.report else {
+        let Some(report) = &self.report else {
             return;
         };
         let json = self.json(code, drained);
-        if let Err(e) = write_file(path, json.as_bytes()) {
+        if let Err(e) = report.write(json.as_bytes()) {
             crate::log::error!("{e}");
         }
     }
@@ -170,15 +198,92 @@ fn bool_str(value: bool) -> &'static str {
     if value { "true" } else { "false" }
 }
 
-/// Writes in place (truncating), never by rename: Kubernetes' `terminationMessagePath` is a file
-/// bind-mounted into the container, which cannot be replaced.
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
-    std::fs::File::create(path)
-        .and_then(|mut file| file.write_all(contents))
-        .map_err(|source| ReportError::Write {
+impl Report {
+    /// Opens (creating) the report for writing. Without O_TRUNC: `/dev/stdout` may be the same
+    /// file the command writes its output to. Non-blocking, so that a FIFO nobody reads fails
+    /// at once instead of hanging ferrinit before the child exists; blocking again afterwards,
+    /// so that the end's write waits for a slow reader. Close-on-exec: the command never gets it.
+    /// A regular file of its own is emptied now, so that no stale report from an earlier run is
+    /// left to be misread. (Not O_NOFOLLOW: `/dev/stdout` and `/dev/fd/N` are symbolic links.)
+    fn open(path: &Path) -> Result<Report, ReportError> {
+        let failed = |source| ReportError::Write {
             path: path.to_path_buf(),
             source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+                if e.raw_os_error() == Some(libc::ENXIO) && fifo {
+                    ReportError::NoReader {
+                        path: path.to_path_buf(),
+                    }
+                } else {
+                    failed(e)
+                }
+            })?;
+        // SAFETY: F_SETFL on a descriptor we own; only the status flags change.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        let meta = file.metadata().map_err(failed)?;
+        let kind = if !meta.file_type().is_file() {
+            Destination::Stream
+        } else if shared_with_inherited(&file, &meta) {
+            Destination::SharedFile
+        } else {
+            file.set_len(0).map_err(failed)?;
+            Destination::OwnFile
+        };
+        Ok(Report {
+            path: path.to_path_buf(),
+            file,
+            kind,
         })
+    }
+
+    /// Writes the report through the descriptor opened at the start. A file of its own is
+    /// rewritten in place, never replaced by rename: Kubernetes' `terminationMessagePath` is a
+    /// file bind-mounted into the container.
+    fn write(&self, json: &[u8]) -> Result<(), ReportError> {
+        let mut file = &self.file;
+        match self.kind {
+            Destination::OwnFile => file.set_len(0).and_then(|()| file.write_all_at(json, 0)),
+            Destination::SharedFile => file
+                .seek(SeekFrom::End(0))
+                .and_then(|_| file.write_all(json)),
+            Destination::Stream => file.write_all(json),
+        }
+        .map_err(|source| ReportError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Whether another descriptor ferrinit holds (its stdout, say: all it holds now is inherited,
+/// or a copy of its stderr) is open on the same file as `file`.
+fn shared_with_inherited(file: &File, meta: &std::fs::Metadata) -> bool {
+    let own = file.as_raw_fd();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        // No /proc: the three standard ones at least.
+        return (0..=2).any(|fd| same_file(fd, meta));
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|&fd| fd != own)
+        .any(|fd| same_file(fd, meta))
+}
+
+fn same_file(fd: RawFd, meta: &std::fs::Metadata) -> bool {
+    // SAFETY: stat is plain data; fstat fills it in, or fails on a closed descriptor.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is valid writable storage.
+    let found = unsafe { libc::fstat(fd, &mut stat) } == 0;
+    found && stat.st_dev == meta.dev() && stat.st_ino == meta.ino()
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.

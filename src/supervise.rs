@@ -2,7 +2,7 @@
 //! and reap until the child exits, drain what is left, exit with the child's status.
 
 use std::cell::Cell;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -90,7 +90,7 @@ fn supervise(
         return code::INTERNAL;
     }
     let Mode::Run(command) = config.mode else {
-        return pause(config, signals, drained);
+        return pause(config, signals, drained, watch.kept_fd());
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
@@ -109,7 +109,13 @@ fn supervise(
     };
     let child = spawned.pid;
     let stop = job.stop(terminal.as_ref());
-    fds::close_all_except(stop.as_ref().and_then(Stop::pipe).as_slice());
+    let keep: Vec<_> = stop
+        .as_ref()
+        .and_then(Stop::pipe)
+        .into_iter()
+        .chain(watch.kept_fd())
+        .collect();
+    fds::close_all_except(&keep);
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
     // Whether the exec worked is known only once the child is reaped.
@@ -312,8 +318,13 @@ fn continue_group(group: Pid) {
 }
 
 /// `--pause`: no child. Reap whatever is re-parented to us until told to stop.
-fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
-    fds::close_inherited();
+fn pause(
+    config: &Config,
+    signals: &SignalState,
+    drained: &mut Drained,
+    report: Option<RawFd>,
+) -> u8 {
+    fds::close_all_except(report.as_slice());
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
     let mut forwarding = Forwarding::new(&config.rewrites, &config.delays);
