@@ -3,8 +3,10 @@
 //! with `--exit-report PATH`, the whole ending as one JSON object.
 //!
 //! The OOM killer leaves no trace in the wait status: it sends SIGKILL like anyone else. What
-//! tells it apart is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
+//! hints at it is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
 //! `memory.oom_control`), read once before the child starts and once after it died of SIGKILL.
+//! The counter is the cgroup's, not the child's: a rise says the OOM killer killed something in
+//! the cgroup meanwhile, which is all ferrinit claims.
 
 use std::ffi::CStr;
 use std::fmt::{self, Write as _};
@@ -65,7 +67,8 @@ enum Destination {
 struct Death {
     sig: Sig,
     core_dumped: bool,
-    /// `None`: no memory cgroup counter could be read, so ferrinit cannot tell.
+    /// Died of SIGKILL while the OOM killer killed some process (perhaps this one) in its memory
+    /// cgroup. `None`: no memory cgroup counter could be read, so ferrinit cannot tell.
     oom_killed: Option<bool>,
     /// The last signal ferrinit forwarded to the child was this one.
     forwarded: bool,
@@ -172,9 +175,11 @@ impl fmt::Display for Death {
         write!(f, "child killed by {} ({})", self.sig, self.sig.number())?;
         let mut causes: Vec<&str> = Vec::new();
         match self.oom_killed {
-            Some(true) => {
-                causes.push("the kernel's OOM killer (the memory cgroup's oom_kill count rose)")
-            }
+            // The count is the whole cgroup's: it says the OOM killer acted there, not that its
+            // victim was the child (another process may have been, and the child killed itself).
+            Some(true) => causes.push(
+                "the OOM killer acted in its memory cgroup meanwhile (the oom_kill count rose)",
+            ),
             Some(false) if self.sig == Sig::KILL => {
                 causes.push("not the OOM killer (the memory cgroup's oom_kill count did not rise)")
             }

@@ -144,7 +144,10 @@ fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
     let out = run(command);
     assert_eq!(out.code(), 137, "{:?}", out.stderr);
     assert!(
-        stderr_has(&out, "child killed by SIGKILL (9): the kernel's OOM killer"),
+        stderr_has(
+            &out,
+            "child killed by SIGKILL (9): the OOM killer acted in its memory cgroup meanwhile"
+        ),
         "{:?}",
         out.stderr
     );
@@ -167,6 +170,39 @@ fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
     assert_eq!(out.code(), 137, "{:?}", out.stderr);
     assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
     assert_eq!(report(&path)["oom_killed"], false);
+}
+
+/// The OOM killer kills a grandchild (`tail`, by far the largest) in the child's cgroup, then
+/// the child SIGKILLs itself: ferrinit says what it knows (the OOM killer acted in the cgroup
+/// meanwhile), and claims no more (that the OOM killer killed the child).
+fn an_oom_kill_of_another_process_is_not_claimed_as_the_childs(cgroup: &MemoryCgroup) {
+    let path = report_path("oom-elsewhere");
+    let script = format!("{} /dev/zero; kill -9 $$", tool("tail").display());
+    let mut command = as_pid1([
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    cgroup.put(&mut command);
+    let out = run(command);
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(
+        stderr_has(
+            &out,
+            "child killed by SIGKILL (9): the OOM killer acted in its memory cgroup meanwhile"
+        ),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        !stderr_has(&out, "the kernel's OOM killer"),
+        "{:?}",
+        out.stderr
+    );
+    assert_eq!(report(&path)["oom_killed"], true);
 }
 
 fn needs_root_for_cgroups() -> bool {
@@ -199,6 +235,34 @@ fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_control
     }
     let Some(cgroup) = cgroup else { return };
     oom_kill_is_named_as_the_cause(&cgroup);
+}
+
+#[test]
+fn an_oom_kill_of_another_process_in_the_v1_memory_cgroup_is_not_claimed_as_the_childs() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v1("oom-elsewhere-v1");
+    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
+    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
+}
+
+#[test]
+fn an_oom_kill_of_another_process_in_the_v2_memory_cgroup_is_not_claimed_as_the_childs() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v2("oom-elsewhere-v2");
+    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
+    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
 }
 
 // --- core dumps, forwarded signals -----------------------------------------------------------
@@ -499,10 +563,11 @@ fn a_report_to_an_inherited_descriptor_is_written_and_not_passed_on() {
     let file = std::fs::File::create(&path).expect("create the report");
     let mut command = as_pid1(["--exit-report", "/dev/fd/3", "--", probe_arg(), "state"]);
     let raw = file.as_raw_fd();
-    // SAFETY: dup2 is async-signal-safe; `raw` stays open until the spawn is done.
+    // SAFETY: dup2 and fcntl are async-signal-safe; `raw` stays open until the spawn is done.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // `raw` may be 3 itself, made close-on-exec by clean_start: dup2 then does nothing.
+            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
