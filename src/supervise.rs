@@ -55,10 +55,34 @@ pub fn run_as(
     parent: Pid,
     job: JobControl,
 ) -> u8 {
+    run_then(config, environ, signals, parent, job, || 0)
+}
+
+/// As [`run`], then `sweep` (the end of `--contain=subreaper`) before the exit report, which
+/// counts the processes it returns as SIGKILLed among `killed`.
+pub fn run_and_sweep(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    sweep: impl FnOnce() -> usize,
+) -> u8 {
+    run_then(config, environ, signals, parent, JobControl::Detect, sweep)
+}
+
+fn run_then(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    job: JobControl,
+    sweep: impl FnOnce() -> usize,
+) -> u8 {
     let mut watch = match Watch::start(config.exit_report.as_deref()) {
         Ok(watch) => watch,
         Err(e) => {
             error!("{e}");
+            sweep();
             return code::INTERNAL;
         }
     };
@@ -72,6 +96,7 @@ pub fn run_as(
         &mut watch,
         &mut drained,
     );
+    drained.killed += sweep();
     watch.finish(code, drained);
     code
 }

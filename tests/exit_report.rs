@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferrinit_testkit::{
-    Finished, Running, as_pid1, probe, require_host, require_root, run, scratch_dir, tool,
+    Finished, Running, as_pid1, as_process, probe, require_host, require_root, run, scratch_dir,
+    tool,
 };
 
 fn probe_arg() -> &'static str {
@@ -584,4 +585,25 @@ fn a_report_to_an_inherited_descriptor_is_written_and_not_passed_on() {
         out.stdout
     );
     assert_eq!(report(&path)["code"], 0);
+}
+
+/// `--contain=subreaper` SIGKILLs what is left once the child is gone; the report comes after
+/// that sweep and counts its victim among `killed`.
+#[test]
+fn the_subreaper_levels_sweep_is_counted_among_the_killed() {
+    let path = report_path("subreaper-sweep");
+    let command = as_process([
+        "--contain=subreaper",
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        "/bin/sleep 100000 & exit 0",
+    ]);
+    let out = run(command);
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let json = report(&path);
+    assert_eq!(json["killed"], 1, "{json}");
+    assert_eq!(json["drained"], 0, "{json}");
 }
