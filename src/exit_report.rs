@@ -20,6 +20,7 @@ use std::time::Instant;
 use crate::drain::Drained;
 use crate::exit_status::ChildStatus;
 use crate::log::{info, warning};
+use crate::mounts;
 use crate::signals::Sig;
 
 #[derive(Debug, thiserror::Error)]
@@ -348,12 +349,14 @@ fn read_counter() -> Option<u64> {
 /// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
 /// `/sys/fs/cgroup/unified` (v2).
 fn conventional_count(cgroups: &str) -> Option<u64> {
-    match memory_cgroup_paths(cgroups) {
-        (Some(path), _) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
-        (None, Some(path)) => ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-            .iter()
-            .find_map(|mount| count_at(&[mount, path, "/memory.events"])),
-        (None, None) => None,
+    match mounts::v1_memory_cgroup(cgroups) {
+        Some(path) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+        None => {
+            let path = mounts::v2_cgroup(cgroups)?;
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .find_map(|mount| count_at(&[mount, path, "/memory.events"]))
+        }
     }
 }
 
@@ -388,44 +391,6 @@ fn read_into<'a>(path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     Some(&buf[..n])
 }
 
-/// From `/proc/self/cgroup`: the cgroup of a v1 hierarchy holding the memory controller, and the
-/// cgroup v2 one. (With glibc's memmem and memchr: this runs at every start, and a byte loop
-/// costs several times more.)
-fn memory_cgroup_paths(cgroups: &str) -> (Option<&str>, Option<&str>) {
-    // Lines are ID:CONTROLLERS:PATH; CONTROLLERS a comma-separated list.
-    let path_after = |at: usize| {
-        let rest = &cgroups[at..];
-        Some(&rest[..find(rest.as_bytes(), b"\n").unwrap_or(rest.len())])
-    };
-    let v1 = [":memory:", ":memory,", ",memory:", ",memory,"]
-        .iter()
-        .find_map(|needle| find(cgroups.as_bytes(), needle.as_bytes()))
-        .and_then(|at| {
-            let colon = at + 1 + find(&cgroups.as_bytes()[at + 1..], b":")?;
-            path_after(colon + 1)
-        });
-    let v2 = if cgroups.starts_with("0::") {
-        path_after(3)
-    } else {
-        find(cgroups.as_bytes(), b"\n0::").and_then(|at| path_after(at + 4))
-    };
-    (v1, v2)
-}
-
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    // SAFETY: both slices are valid for their lengths; memmem only reads them.
-    let at = unsafe {
-        libc::memmem(
-            haystack.as_ptr().cast(),
-            haystack.len(),
-            needle.as_ptr().cast(),
-            needle.len(),
-        )
-    };
-    (!at.is_null()).then(|| at as usize - haystack.as_ptr() as usize)
-}
-
 /// A /proc or cgroup file of any size, for the rare fallback.
 fn read_small(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -436,7 +401,7 @@ fn oom_kill_count(text: &str) -> Option<u64> {
     let at = if text.starts_with("oom_kill ") {
         0
     } else {
-        find(text.as_bytes(), b"\noom_kill ")? + 1
+        mounts::find(text.as_bytes(), b"\noom_kill ")? + 1
     };
     let digits = text[at + "oom_kill ".len()..]
         .bytes()
@@ -448,74 +413,15 @@ fn oom_kill_count(text: &str) -> Option<u64> {
 
 /// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.
 fn counter_file(cgroups: &str, mountinfo: &str) -> Option<PathBuf> {
-    let (v1, v2) = memory_cgroup_paths(cgroups);
-    if let Some(path) = v1 {
-        let dir = cgroup_dir(mountinfo, path, |fstype, options| {
+    if let Some(path) = mounts::v1_memory_cgroup(cgroups) {
+        let dir = mounts::cgroup_dir(mountinfo, path, |fstype, options| {
             fstype == "cgroup" && options.split(',').any(|o| o == "memory")
         })?;
         return Some(dir.join("memory.oom_control"));
     }
-    let dir = cgroup_dir(mountinfo, v2?, |fstype, _| fstype == "cgroup2")?;
+    let path = mounts::v2_cgroup(cgroups)?;
+    let dir = mounts::cgroup_dir(mountinfo, path, |fstype, _| fstype == "cgroup2")?;
     Some(dir.join("memory.events"))
-}
-
-/// The directory of cgroup `path` under a mount of its hierarchy. A mount may show only part
-/// of the hierarchy (its root field, as in a container): the path is taken relative to it.
-fn cgroup_dir(
-    mountinfo: &str,
-    path: &str,
-    is_hierarchy: impl Fn(&str, &str) -> bool,
-) -> Option<PathBuf> {
-    // Only cgroup mounts matter: one pass finds them, instead of splitting every line.
-    mountinfo.match_indices(" - cgroup").find_map(|(at, _)| {
-        let start = mountinfo[..at].rfind('\n').map_or(0, |i| i + 1);
-        let end = mountinfo[at..]
-            .find('\n')
-            .map_or(mountinfo.len(), |i| at + i);
-        let (before, after) = (&mountinfo[start..at], &mountinfo[at + 3..end]);
-        // id parent major:minor root mount-point options [optional...] - fstype source super-options
-        let mut after = after.split(' ');
-        let (fstype, _source, options) = (after.next()?, after.next()?, after.next()?);
-        if !is_hierarchy(fstype, options) {
-            return None;
-        }
-        let mut fields = before.split(' ');
-        let root = unescape(fields.nth(3)?);
-        let mount_point = unescape(fields.next()?);
-        let relative = if root == "/" {
-            path
-        } else {
-            let rest = path.strip_prefix(root.as_str())?;
-            if !rest.is_empty() && !rest.starts_with('/') {
-                return None;
-            }
-            rest
-        };
-        Some(Path::new(&mount_point).join(relative.trim_start_matches('/')))
-    })
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal escapes.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -555,24 +461,6 @@ mod tests {
         // Not under that mount's root ("/pods/pod 10" is not inside "/pods/pod 1").
         assert_eq!(counter_file("0::/pods/pod 10\n", mounts), None);
         assert_eq!(counter_file("", HYBRID_MOUNTS), None);
-    }
-
-    #[test]
-    fn finds_the_memory_cgroups_wherever_memory_sits_in_the_controller_list() {
-        assert_eq!(
-            memory_cgroup_paths("5:cpu,memory,pids:/a b/c\n0::/d\n"),
-            (Some("/a b/c"), Some("/d"))
-        );
-        assert_eq!(memory_cgroup_paths("0::/\n"), (None, Some("/")));
-        assert_eq!(
-            memory_cgroup_paths("3:memory:/x:y\n"),
-            (Some("/x:y"), None),
-            "a ':' in the path"
-        );
-        assert_eq!(
-            memory_cgroup_paths("2:memory_extra:/z\n10:cpu:/\n"),
-            (None, None)
-        );
     }
 
     #[test]
