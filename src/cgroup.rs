@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
+use crate::mounts;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
     #[error("no cgroup v2 mount in /proc/self/mountinfo")]
@@ -293,60 +295,10 @@ fn populated(events: &str) -> Option<bool> {
 fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")
         .map_err(|e| CgroupError::Read("/proc/self/cgroup", e))?;
-    let own = cgroup
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .ok_or(CgroupError::NotInV2)?;
+    let own = mounts::v2_cgroup(&cgroup).ok_or(CgroupError::NotInV2)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| CgroupError::Read("/proc/self/mountinfo", e))?;
-    let (root, mountpoint) = cgroup2_mount(&mountinfo).ok_or(CgroupError::NoMount)?;
-    Ok(below_mount(&root, &mountpoint, own))
-}
-
-/// `(root, mount point)` of the last cgroup2 mount (the one on top, if several).
-fn cgroup2_mount(mountinfo: &str) -> Option<(String, String)> {
-    mountinfo.lines().rev().find_map(|line| {
-        let (fields, after) = line.split_once(" - ")?;
-        if after.split_whitespace().next()? != "cgroup2" {
-            return None;
-        }
-        let fields: Vec<&str> = fields.split_whitespace().collect();
-        Some((unescape(fields.get(3)?), unescape(fields.get(4)?)))
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal `\NNN`.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Where cgroup `own` (as /proc/self/cgroup names it) is, given the mount's root and mount point.
-fn below_mount(root: &str, mountpoint: &str, own: &str) -> PathBuf {
-    let relative = own
-        .strip_prefix(root.trim_end_matches('/'))
-        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
-        .unwrap_or(own);
-    let mut path = PathBuf::from(mountpoint);
-    path.push(relative.trim_start_matches('/'));
-    path
+    mounts::cgroup_dir(&mountinfo, own, |fstype, _| fstype == "cgroup2").ok_or(CgroupError::NoMount)
 }
 
 #[cfg(test)]
@@ -354,38 +306,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_cgroup2_mount_among_v1_ones() {
-        let mountinfo = "\
-30 25 0:26 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755
-31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw
-32 30 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-";
-        assert_eq!(
-            cgroup2_mount(mountinfo),
-            Some(("/".into(), "/sys/fs/cgroup/unified".into()))
-        );
-        assert_eq!(cgroup2_mount("1 0 0:1 / / rw - ext4 /dev/sda rw"), None);
-    }
-
-    #[test]
-    fn places_the_own_cgroup_below_the_mount() {
-        let at = |root, own| below_mount(root, "/sys/fs/cgroup", own);
-        assert_eq!(at("/", "/"), PathBuf::from("/sys/fs/cgroup/"));
-        assert_eq!(at("/", "/a/b"), PathBuf::from("/sys/fs/cgroup/a/b"));
-        assert_eq!(at("/a", "/a/b"), PathBuf::from("/sys/fs/cgroup/b"));
-        assert_eq!(at("/ab", "/a/b"), PathBuf::from("/sys/fs/cgroup/a/b"));
-    }
-
-    #[test]
     fn reads_populated_from_cgroup_events() {
         assert_eq!(populated("populated 1\nfrozen 0\n"), Some(true));
         assert_eq!(populated("populated 0\nfrozen 0\n"), Some(false));
         assert_eq!(populated("frozen 0\n"), None);
-    }
-
-    #[test]
-    fn unescapes_mountinfo_fields() {
-        assert_eq!(unescape(r"/a\040b\134c"), "/a b\\c");
-        assert_eq!(unescape(r"\04"), r"\04");
     }
 }

@@ -724,7 +724,7 @@ A TINI_* switch is on whenever it is set; a FERRINIT_* one takes 1/0,
 true/false, yes/no, on/off, and overrides its TINI_* twin.
 
 Exit codes: the child's; 2 usage error; 125 ferrinit failed (or cannot
-create the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
+open the --exit-report file); 126 COMMAND cannot be executed; 127 COMMAND
 not found.
 ";
 

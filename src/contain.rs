@@ -191,10 +191,17 @@ fn subreaper(
     }
     reached("subreaper", missed);
     // `-p` is already in place: the parent-death signal set, and raised if the parent is gone.
-    let status = supervise::run(&inner_config(config, true), environ, signals, parent);
-    let mut reaper = Reaper::new(None, config.warn_on_reap, false);
-    sweep::kill_every_descendant(signals, &mut reaper);
-    status
+    // The sweep comes before the exit report, which counts whom it killed.
+    supervise::run_and_sweep(
+        &inner_config(config, true),
+        environ,
+        signals,
+        parent,
+        || {
+            let mut reaper = Reaper::new(None, config.warn_on_reap, false);
+            sweep::kill_every_descendant(signals, &mut reaper)
+        },
+    )
 }
 
 // clone3(2), spelled out: the libc crate has no wrapper.

@@ -3,18 +3,24 @@
 //! with `--exit-report PATH`, the whole ending as one JSON object.
 //!
 //! The OOM killer leaves no trace in the wait status: it sends SIGKILL like anyone else. What
-//! tells it apart is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
+//! hints at it is the memory cgroup's `oom_kill` counter (cgroup v2 `memory.events`, v1
 //! `memory.oom_control`), read once before the child starts and once after it died of SIGKILL.
+//! The counter is the cgroup's, not the child's: a rise says the OOM killer killed something in
+//! the cgroup meanwhile, which is all ferrinit claims.
 
 use std::ffi::CStr;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::drain::Drained;
 use crate::exit_status::ChildStatus;
 use crate::log::{info, warning};
+use crate::mounts;
 use crate::signals::Sig;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,14 +31,36 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write the exit report to {}: no process has that FIFO open for reading", path.display())]
+    NoReader { path: PathBuf },
 }
 
 /// Watches one run, from before the child exists to ferrinit's exit.
 pub struct Watch {
     started: Instant,
     oom_counter: Option<OomCounter>,
-    report: Option<PathBuf>,
+    report: Option<Report>,
     death: Option<Death>,
+}
+
+/// The report's destination, opened once before the child exists and kept to the end: the path
+/// may be relative (ferrinit leaves its working directory) or name a descriptor ferrinit closes
+/// (`/dev/fd/3`), so it is never opened by name again.
+struct Report {
+    path: PathBuf,
+    file: File,
+    kind: Destination,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Destination {
+    /// A regular file of the report's own: emptied at the start, replaced at the end.
+    OwnFile,
+    /// A regular file that an inherited descriptor also writes to (`/dev/stdout` redirected to
+    /// a log): never emptied, the report is appended to what is there.
+    SharedFile,
+    /// A pipe, FIFO, terminal or device: written once at the end.
+    Stream,
 }
 
 /// How the main child died, when a signal killed it.
@@ -40,7 +68,8 @@ pub struct Watch {
 struct Death {
     sig: Sig,
     core_dumped: bool,
-    /// `None`: no memory cgroup counter could be read, so ferrinit cannot tell.
+    /// Died of SIGKILL while the OOM killer killed some process (perhaps this one) in its memory
+    /// cgroup. `None`: no memory cgroup counter could be read, so ferrinit cannot tell.
     oom_killed: Option<bool>,
     /// The last signal ferrinit forwarded to the child was this one.
     forwarded: bool,
@@ -48,18 +77,21 @@ struct Death {
 
 impl Watch {
     /// Call before the child exists: starts the clock, reads the cgroup's OOM-kill counter, and
-    /// creates (or empties) the report file, so that a path that cannot be written fails the run
-    /// before anything has run, and no stale report from an earlier run is left to be misread.
+    /// opens the report (see [`Report::open`]), so that a path that cannot be written fails the
+    /// run before anything has run.
     pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
-        if let Some(path) = report {
-            write_file(path, b"")?;
-        }
+        let report = report.map(Report::open).transpose()?;
         Ok(Watch {
             started: Instant::now(),
             oom_counter: OomCounter::find(),
-            report: report.map(Path::to_path_buf),
+            report,
             death: None,
         })
+    }
+
+    /// The report's descriptor, which ferrinit must keep when it closes what it inherited.
+    pub fn kept_fd(&self) -> Option<RawFd> {
+        self.report.as_ref().map(|r| r.file.as_raw_fd())
     }
 
     /// Call once the main child is reaped, before any drain: says on stderr how it died if a
@@ -94,11 +126,11 @@ impl Watch {
     /// Call last, with ferrinit's exit code: writes the report, if one was asked for. A failure
     /// here is one error line; the exit code stays the child's.
     pub fn finish(&self, code: u8, drained: Drained) {
-        let Some(path) = &self.report else {
+        let Some(report) = &self.report else {
             return;
         };
         let json = self.json(code, drained);
-        if let Err(e) = write_file(path, json.as_bytes()) {
+        if let Err(e) = report.write(json.as_bytes()) {
             crate::log::error!("{e}");
         }
     }
@@ -144,9 +176,11 @@ impl fmt::Display for Death {
         write!(f, "child killed by {} ({})", self.sig, self.sig.number())?;
         let mut causes: Vec<&str> = Vec::new();
         match self.oom_killed {
-            Some(true) => {
-                causes.push("the kernel's OOM killer (the memory cgroup's oom_kill count rose)")
-            }
+            // The count is the whole cgroup's: it says the OOM killer acted there, not that its
+            // victim was the child (another process may have been, and the child killed itself).
+            Some(true) => causes.push(
+                "the OOM killer acted in its memory cgroup meanwhile (the oom_kill count rose)",
+            ),
             Some(false) if self.sig == Sig::KILL => {
                 causes.push("not the OOM killer (the memory cgroup's oom_kill count did not rise)")
             }
@@ -170,15 +204,92 @@ fn bool_str(value: bool) -> &'static str {
     if value { "true" } else { "false" }
 }
 
-/// Writes in place (truncating), never by rename: Kubernetes' `terminationMessagePath` is a file
-/// bind-mounted into the container, which cannot be replaced.
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
-    std::fs::File::create(path)
-        .and_then(|mut file| file.write_all(contents))
-        .map_err(|source| ReportError::Write {
+impl Report {
+    /// Opens (creating) the report for writing. Without O_TRUNC: `/dev/stdout` may be the same
+    /// file the command writes its output to. Non-blocking, so that a FIFO nobody reads fails
+    /// at once instead of hanging ferrinit before the child exists; blocking again afterwards,
+    /// so that the end's write waits for a slow reader. Close-on-exec: the command never gets it.
+    /// A regular file of its own is emptied now, so that no stale report from an earlier run is
+    /// left to be misread. (Not O_NOFOLLOW: `/dev/stdout` and `/dev/fd/N` are symbolic links.)
+    fn open(path: &Path) -> Result<Report, ReportError> {
+        let failed = |source| ReportError::Write {
             path: path.to_path_buf(),
             source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+                if e.raw_os_error() == Some(libc::ENXIO) && fifo {
+                    ReportError::NoReader {
+                        path: path.to_path_buf(),
+                    }
+                } else {
+                    failed(e)
+                }
+            })?;
+        // SAFETY: F_SETFL on a descriptor we own; only the status flags change.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        let meta = file.metadata().map_err(failed)?;
+        let kind = if !meta.file_type().is_file() {
+            Destination::Stream
+        } else if shared_with_inherited(&file, &meta) {
+            Destination::SharedFile
+        } else {
+            file.set_len(0).map_err(failed)?;
+            Destination::OwnFile
+        };
+        Ok(Report {
+            path: path.to_path_buf(),
+            file,
+            kind,
         })
+    }
+
+    /// Writes the report through the descriptor opened at the start. A file of its own is
+    /// rewritten in place, never replaced by rename: Kubernetes' `terminationMessagePath` is a
+    /// file bind-mounted into the container.
+    fn write(&self, json: &[u8]) -> Result<(), ReportError> {
+        let mut file = &self.file;
+        match self.kind {
+            Destination::OwnFile => file.set_len(0).and_then(|()| file.write_all_at(json, 0)),
+            Destination::SharedFile => file
+                .seek(SeekFrom::End(0))
+                .and_then(|_| file.write_all(json)),
+            Destination::Stream => file.write_all(json),
+        }
+        .map_err(|source| ReportError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Whether another descriptor ferrinit holds (its stdout, say: all it holds now is inherited,
+/// or a copy of its stderr) is open on the same file as `file`.
+fn shared_with_inherited(file: &File, meta: &std::fs::Metadata) -> bool {
+    let own = file.as_raw_fd();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        // No /proc: the three standard ones at least.
+        return (0..=2).any(|fd| same_file(fd, meta));
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter(|&fd| fd != own)
+        .any(|fd| same_file(fd, meta))
+}
+
+fn same_file(fd: RawFd, meta: &std::fs::Metadata) -> bool {
+    // SAFETY: stat is plain data; fstat fills it in, or fails on a closed descriptor.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `stat` is valid writable storage.
+    let found = unsafe { libc::fstat(fd, &mut stat) } == 0;
+    found && stat.st_dev == meta.dev() && stat.st_ino == meta.ino()
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
@@ -238,12 +349,14 @@ fn read_counter() -> Option<u64> {
 /// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
 /// `/sys/fs/cgroup/unified` (v2).
 fn conventional_count(cgroups: &str) -> Option<u64> {
-    match memory_cgroup_paths(cgroups) {
-        (Some(path), _) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
-        (None, Some(path)) => ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
-            .iter()
-            .find_map(|mount| count_at(&[mount, path, "/memory.events"])),
-        (None, None) => None,
+    match mounts::v1_memory_cgroup(cgroups) {
+        Some(path) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+        None => {
+            let path = mounts::v2_cgroup(cgroups)?;
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+                .iter()
+                .find_map(|mount| count_at(&[mount, path, "/memory.events"]))
+        }
     }
 }
 
@@ -278,44 +391,6 @@ fn read_into<'a>(path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     Some(&buf[..n])
 }
 
-/// From `/proc/self/cgroup`: the cgroup of a v1 hierarchy holding the memory controller, and the
-/// cgroup v2 one. (With glibc's memmem and memchr: this runs at every start, and a byte loop
-/// costs several times more.)
-fn memory_cgroup_paths(cgroups: &str) -> (Option<&str>, Option<&str>) {
-    // Lines are ID:CONTROLLERS:PATH; CONTROLLERS a comma-separated list.
-    let path_after = |at: usize| {
-        let rest = &cgroups[at..];
-        Some(&rest[..find(rest.as_bytes(), b"\n").unwrap_or(rest.len())])
-    };
-    let v1 = [":memory:", ":memory,", ",memory:", ",memory,"]
-        .iter()
-        .find_map(|needle| find(cgroups.as_bytes(), needle.as_bytes()))
-        .and_then(|at| {
-            let colon = at + 1 + find(&cgroups.as_bytes()[at + 1..], b":")?;
-            path_after(colon + 1)
-        });
-    let v2 = if cgroups.starts_with("0::") {
-        path_after(3)
-    } else {
-        find(cgroups.as_bytes(), b"\n0::").and_then(|at| path_after(at + 4))
-    };
-    (v1, v2)
-}
-
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    // SAFETY: both slices are valid for their lengths; memmem only reads them.
-    let at = unsafe {
-        libc::memmem(
-            haystack.as_ptr().cast(),
-            haystack.len(),
-            needle.as_ptr().cast(),
-            needle.len(),
-        )
-    };
-    (!at.is_null()).then(|| at as usize - haystack.as_ptr() as usize)
-}
-
 /// A /proc or cgroup file of any size, for the rare fallback.
 fn read_small(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -326,7 +401,7 @@ fn oom_kill_count(text: &str) -> Option<u64> {
     let at = if text.starts_with("oom_kill ") {
         0
     } else {
-        find(text.as_bytes(), b"\noom_kill ")? + 1
+        mounts::find(text.as_bytes(), b"\noom_kill ")? + 1
     };
     let digits = text[at + "oom_kill ".len()..]
         .bytes()
@@ -338,74 +413,15 @@ fn oom_kill_count(text: &str) -> Option<u64> {
 
 /// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.
 fn counter_file(cgroups: &str, mountinfo: &str) -> Option<PathBuf> {
-    let (v1, v2) = memory_cgroup_paths(cgroups);
-    if let Some(path) = v1 {
-        let dir = cgroup_dir(mountinfo, path, |fstype, options| {
+    if let Some(path) = mounts::v1_memory_cgroup(cgroups) {
+        let dir = mounts::cgroup_dir(mountinfo, path, |fstype, options| {
             fstype == "cgroup" && options.split(',').any(|o| o == "memory")
         })?;
         return Some(dir.join("memory.oom_control"));
     }
-    let dir = cgroup_dir(mountinfo, v2?, |fstype, _| fstype == "cgroup2")?;
+    let path = mounts::v2_cgroup(cgroups)?;
+    let dir = mounts::cgroup_dir(mountinfo, path, |fstype, _| fstype == "cgroup2")?;
     Some(dir.join("memory.events"))
-}
-
-/// The directory of cgroup `path` under a mount of its hierarchy. A mount may show only part
-/// of the hierarchy (its root field, as in a container): the path is taken relative to it.
-fn cgroup_dir(
-    mountinfo: &str,
-    path: &str,
-    is_hierarchy: impl Fn(&str, &str) -> bool,
-) -> Option<PathBuf> {
-    // Only cgroup mounts matter: one pass finds them, instead of splitting every line.
-    mountinfo.match_indices(" - cgroup").find_map(|(at, _)| {
-        let start = mountinfo[..at].rfind('\n').map_or(0, |i| i + 1);
-        let end = mountinfo[at..]
-            .find('\n')
-            .map_or(mountinfo.len(), |i| at + i);
-        let (before, after) = (&mountinfo[start..at], &mountinfo[at + 3..end]);
-        // id parent major:minor root mount-point options [optional...] - fstype source super-options
-        let mut after = after.split(' ');
-        let (fstype, _source, options) = (after.next()?, after.next()?, after.next()?);
-        if !is_hierarchy(fstype, options) {
-            return None;
-        }
-        let mut fields = before.split(' ');
-        let root = unescape(fields.nth(3)?);
-        let mount_point = unescape(fields.next()?);
-        let relative = if root == "/" {
-            path
-        } else {
-            let rest = path.strip_prefix(root.as_str())?;
-            if !rest.is_empty() && !rest.starts_with('/') {
-                return None;
-            }
-            rest
-        };
-        Some(Path::new(&mount_point).join(relative.trim_start_matches('/')))
-    })
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal escapes.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -445,24 +461,6 @@ mod tests {
         // Not under that mount's root ("/pods/pod 10" is not inside "/pods/pod 1").
         assert_eq!(counter_file("0::/pods/pod 10\n", mounts), None);
         assert_eq!(counter_file("", HYBRID_MOUNTS), None);
-    }
-
-    #[test]
-    fn finds_the_memory_cgroups_wherever_memory_sits_in_the_controller_list() {
-        assert_eq!(
-            memory_cgroup_paths("5:cpu,memory,pids:/a b/c\n0::/d\n"),
-            (Some("/a b/c"), Some("/d"))
-        );
-        assert_eq!(memory_cgroup_paths("0::/\n"), (None, Some("/")));
-        assert_eq!(
-            memory_cgroup_paths("3:memory:/x:y\n"),
-            (Some("/x:y"), None),
-            "a ':' in the path"
-        );
-        assert_eq!(
-            memory_cgroup_paths("2:memory_extra:/z\n10:cpu:/\n"),
-            (None, None)
-        );
     }
 
     #[test]

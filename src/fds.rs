@@ -35,16 +35,11 @@ pub fn reserve_closed_stdio() {
     }
 }
 
-/// Closes every descriptor from 3 up. Called once the child exists: it has its copies of what
-/// ferrinit inherited (socket activation, a runtime's pipes), and ferrinit must not hold them
-/// open (a pipe's reader would never see end-of-file). The log's own descriptor of stderr goes
-/// too, and is opened again at the next line.
-pub fn close_inherited() {
-    close_all_except(&[]);
-}
-
 /// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
-/// still needs).
+/// still needs). Called once the child exists: it has its copies of what ferrinit inherited
+/// (socket activation, a runtime's pipes), and ferrinit must not hold them open (a pipe's reader
+/// would never see end-of-file). The log's own descriptor of stderr goes too, and is opened
+/// again at the next line.
 pub fn close_all_except(keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()

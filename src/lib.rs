@@ -15,6 +15,7 @@ mod exit_status;
 mod fds;
 mod forward;
 mod log;
+mod mounts;
 mod reap;
 mod signals;
 mod spawn;

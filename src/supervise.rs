@@ -2,7 +2,7 @@
 //! and reap until the child exits, drain what is left, exit with the child's status.
 
 use std::cell::Cell;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -55,10 +55,34 @@ pub fn run_as(
     parent: Pid,
     job: JobControl,
 ) -> u8 {
+    run_then(config, environ, signals, parent, job, || 0)
+}
+
+/// As [`run`], then `sweep` (the end of `--contain=subreaper`) before the exit report, which
+/// counts the processes it returns as SIGKILLed among `killed`.
+pub fn run_and_sweep(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    sweep: impl FnOnce() -> usize,
+) -> u8 {
+    run_then(config, environ, signals, parent, JobControl::Detect, sweep)
+}
+
+fn run_then(
+    config: &Config,
+    environ: &Environ,
+    signals: &SignalState,
+    parent: Pid,
+    job: JobControl,
+    sweep: impl FnOnce() -> usize,
+) -> u8 {
     let mut watch = match Watch::start(config.exit_report.as_deref()) {
         Ok(watch) => watch,
         Err(e) => {
             error!("{e}");
+            sweep();
             return code::INTERNAL;
         }
     };
@@ -72,6 +96,7 @@ pub fn run_as(
         &mut watch,
         &mut drained,
     );
+    drained.killed += sweep();
     watch.finish(code, drained);
     code
 }
@@ -90,7 +115,7 @@ fn supervise(
         return code::INTERNAL;
     }
     let Mode::Run(command) = config.mode else {
-        return pause(config, signals, drained);
+        return pause(config, signals, drained, watch.kept_fd());
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
@@ -109,7 +134,13 @@ fn supervise(
     };
     let child = spawned.pid;
     let stop = job.stop(terminal.as_ref());
-    fds::close_all_except(stop.as_ref().and_then(Stop::pipe).as_slice());
+    let keep: Vec<_> = stop
+        .as_ref()
+        .and_then(Stop::pipe)
+        .into_iter()
+        .chain(watch.kept_fd())
+        .collect();
+    fds::close_all_except(&keep);
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
     // Whether the exec worked is known only once the child is reaped.
@@ -312,8 +343,13 @@ fn continue_group(group: Pid) {
 }
 
 /// `--pause`: no child. Reap whatever is re-parented to us until told to stop.
-fn pause(config: &Config, signals: &SignalState, drained: &mut Drained) -> u8 {
-    fds::close_inherited();
+fn pause(
+    config: &Config,
+    signals: &SignalState,
+    drained: &mut Drained,
+    report: Option<RawFd>,
+) -> u8 {
+    fds::close_all_except(report.as_slice());
     let _ = nix::unistd::chdir("/");
     let mut reaper = Reaper::new(None, config.warn_on_reap, false);
     let mut forwarding = Forwarding::new(&config.rewrites, &config.delays);

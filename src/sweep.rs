@@ -14,12 +14,18 @@ use crate::signals::SignalState;
 /// How long the sweep waits for SIGKILLed children to go (one in uninterruptible sleep may not).
 const SWEEP_WAIT: Duration = Duration::from_secs(5);
 
-pub fn kill_every_descendant(signals: &SignalState, reaper: &mut Reaper) {
+/// Returns how many processes it reaped after its first SIGKILL (for the exit report's `killed`).
+pub fn kill_every_descendant(signals: &SignalState, reaper: &mut Reaper) -> usize {
     let give_up = Instant::now() + SWEEP_WAIT;
     let mut announced = false;
+    let mut killed = 0;
     loop {
-        if reaper.reap_ready().none_left {
-            return;
+        let reaped = reaper.reap_ready();
+        if announced {
+            killed += reaped.others;
+        }
+        if reaped.none_left {
+            return killed;
         }
         let children = own_children();
         if !announced && !children.is_empty() {
@@ -34,7 +40,7 @@ pub fn kill_every_descendant(signals: &SignalState, reaper: &mut Reaper) {
             warning!(
                 "processes are still left {SWEEP_WAIT:?} after SIGKILL (uninterruptible?); leaving them"
             );
-            return;
+            return killed;
         }
         // Woken by SIGCHLD (or any signal: nothing is forwarded any more).
         signals.next(Some(give_up));

@@ -3,13 +3,16 @@
 //! and the drain's counts.
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferrinit_testkit::{
-    Finished, Running, as_pid1, probe, require_host, require_root, run, scratch_dir, tool,
+    Finished, Running, as_pid1, as_process, probe, require_host, require_root, run, scratch_dir,
+    tool,
 };
 
 fn probe_arg() -> &'static str {
@@ -142,7 +145,10 @@ fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
     let out = run(command);
     assert_eq!(out.code(), 137, "{:?}", out.stderr);
     assert!(
-        stderr_has(&out, "child killed by SIGKILL (9): the kernel's OOM killer"),
+        stderr_has(
+            &out,
+            "child killed by SIGKILL (9): the OOM killer acted in its memory cgroup meanwhile"
+        ),
         "{:?}",
         out.stderr
     );
@@ -165,6 +171,39 @@ fn oom_kill_is_named_as_the_cause(cgroup: &MemoryCgroup) {
     assert_eq!(out.code(), 137, "{:?}", out.stderr);
     assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
     assert_eq!(report(&path)["oom_killed"], false);
+}
+
+/// The OOM killer kills a grandchild (`tail`, by far the largest) in the child's cgroup, then
+/// the child SIGKILLs itself: ferrinit says what it knows (the OOM killer acted in the cgroup
+/// meanwhile), and claims no more (that the OOM killer killed the child).
+fn an_oom_kill_of_another_process_is_not_claimed_as_the_childs(cgroup: &MemoryCgroup) {
+    let path = report_path("oom-elsewhere");
+    let script = format!("{} /dev/zero; kill -9 $$", tool("tail").display());
+    let mut command = as_pid1([
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    cgroup.put(&mut command);
+    let out = run(command);
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(
+        stderr_has(
+            &out,
+            "child killed by SIGKILL (9): the OOM killer acted in its memory cgroup meanwhile"
+        ),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        !stderr_has(&out, "the kernel's OOM killer"),
+        "{:?}",
+        out.stderr
+    );
+    assert_eq!(report(&path)["oom_killed"], true);
 }
 
 fn needs_root_for_cgroups() -> bool {
@@ -197,6 +236,34 @@ fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_control
     }
     let Some(cgroup) = cgroup else { return };
     oom_kill_is_named_as_the_cause(&cgroup);
+}
+
+#[test]
+fn an_oom_kill_of_another_process_in_the_v1_memory_cgroup_is_not_claimed_as_the_childs() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v1("oom-elsewhere-v1");
+    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
+    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
+}
+
+#[test]
+fn an_oom_kill_of_another_process_in_the_v2_memory_cgroup_is_not_claimed_as_the_childs() {
+    if !needs_root_for_cgroups() {
+        return;
+    }
+    let cgroup = MemoryCgroup::v2("oom-elsewhere-v2");
+    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
+    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
+        return;
+    }
+    let Some(cgroup) = cgroup else { return };
+    an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
 }
 
 // --- core dumps, forwarded signals -----------------------------------------------------------
@@ -400,4 +467,143 @@ fn an_empty_report_path_is_a_usage_error() {
         "{:?}",
         out.stderr
     );
+}
+
+// --- where the report goes -------------------------------------------------------------------
+
+/// ferrinit leaves its working directory once the child exists; the report still lands where the
+/// relative path named it at the start.
+#[test]
+fn a_relative_report_path_is_relative_to_the_directory_ferrinit_started_in() {
+    let dir = scratch_dir("exit-report-relative");
+    let mut command = as_pid1(["--exit-report", "relative-report.json", "--", "/bin/true"]);
+    command.current_dir(&dir);
+    let out = run(command);
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+    assert_eq!(report(&dir.join("relative-report.json"))["code"], 0);
+}
+
+/// `--exit-report /dev/stdout` with stdout redirected to a file: the command's output stays, the
+/// report follows it.
+#[test]
+fn a_report_to_stdout_redirected_to_a_file_keeps_the_commands_output() {
+    let log = scratch_dir("exit-report-stdout").join("out.log");
+    std::fs::write(&log, "earlier line\n").expect("write the log");
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open the log");
+    let mut command = as_pid1(["--exit-report", "/dev/stdout", "--", "/bin/echo", "line"]);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("spawn");
+    let status = ferrinit_testkit::wait_timeout(&mut child, ferrinit_testkit::stall_timeout())
+        .expect("ferrinit exits");
+    assert!(status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text:?}");
+    assert_eq!(lines[..2], ["earlier line", "line"], "{text:?}");
+    let json: serde_json::Value = serde_json::from_str(lines[2]).expect("the report is JSON");
+    assert_eq!(json["code"], 0, "{json}");
+}
+
+/// A FIFO nobody reads would block ferrinit in open(2) with every signal blocked, before the
+/// command starts: it is one error line and 125 instead. With a reader, the report goes through.
+#[test]
+fn a_report_fifo_without_a_reader_fails_at_once_and_with_one_the_report_goes_through() {
+    let dir = scratch_dir("exit-report-fifo");
+    let fifo = dir.join("report.fifo");
+    let marker = dir.join("ran");
+    let c_fifo = CString::new(fifo.as_os_str().as_bytes()).expect("no NUL");
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0, "mkfifo");
+    let script = format!("echo > {}", marker.display());
+    let args = || {
+        as_pid1([
+            "--exit-report",
+            fifo.to_str().expect("utf-8"),
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+    };
+    let out = run(args());
+    assert_eq!(out.code(), 125, "{:?}", out.stderr);
+    assert_eq!(out.stderr.len(), 1, "{:?}", out.stderr);
+    assert!(
+        out.stderr[0].contains("no process has that FIFO open for reading"),
+        "{:?}",
+        out.stderr
+    );
+    assert!(!marker.exists(), "the command must not have run");
+
+    // Opened before ferrinit, non-blocking: read once ferrinit is gone, the pipe holds the report.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .expect("open the FIFO for reading");
+    let out = run(args());
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut &reader, &mut text).expect("read the FIFO");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    assert_eq!(json["code"], 0, "{json}");
+}
+
+/// `--exit-report /dev/fd/3`: ferrinit closes what it inherited once the child exists, but keeps
+/// the report it opened through fd 3; the command does not get that copy.
+#[test]
+fn a_report_to_an_inherited_descriptor_is_written_and_not_passed_on() {
+    let path = report_path("fd3");
+    let file = std::fs::File::create(&path).expect("create the report");
+    let mut command = as_pid1(["--exit-report", "/dev/fd/3", "--", probe_arg(), "state"]);
+    let raw = file.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; `raw` stays open until the spawn is done.
+    unsafe {
+        command.pre_exec(move || {
+            // `raw` may be 3 itself, made close-on-exec by clean_start: dup2 then does nothing.
+            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run(command);
+    drop(file);
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    assert!(out.stderr.is_empty(), "{:?}", out.stderr);
+    // The command gets fd 3 (inherited), but not ferrinit's own copy of the report.
+    assert!(
+        out.stdout.iter().any(|l| l == "fds 0 1 2 3"),
+        "{:?}",
+        out.stdout
+    );
+    assert_eq!(report(&path)["code"], 0);
+}
+
+/// `--contain=subreaper` SIGKILLs what is left once the child is gone; the report comes after
+/// that sweep and counts its victim among `killed`.
+#[test]
+fn the_subreaper_levels_sweep_is_counted_among_the_killed() {
+    let path = report_path("subreaper-sweep");
+    let command = as_process([
+        "--contain=subreaper",
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        "/bin/sh",
+        "-c",
+        "/bin/sleep 100000 & exit 0",
+    ]);
+    let out = run(command);
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let json = report(&path);
+    assert_eq!(json["killed"], 1, "{json}");
+    assert_eq!(json["drained"], 0, "{json}");
 }
