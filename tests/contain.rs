@@ -55,6 +55,18 @@ impl Marker {
         let line = running.expect_stdout("marker ");
         let words: Vec<&str> = line.split_whitespace().collect();
         let (inside, uid): (i32, u32) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+        // A walk of /proc is no snapshot: a process re-parented while it runs (the marker, when
+        // the middle of its double fork exits) can be missed. Walk again until it is found.
+        let mut found = None;
+        eventually(&format!("a marker with pid {inside} below {root}"), || {
+            found = Self::walk(root, inside);
+            found.is_some()
+        });
+        let (pid, pidfd) = found.expect("found");
+        Marker { pid, pidfd, uid }
+    }
+
+    fn walk(root: i32, inside: i32) -> Option<(i32, OwnedFd)> {
         let mut queue = vec![root];
         while let Some(pid) = queue.pop() {
             let nspid = status_field(pid, "NSpid").unwrap_or_default();
@@ -63,11 +75,11 @@ impl Marker {
                 // Still the same process once pinned.
                 let again = status_field(pid, "NSpid").unwrap_or_default();
                 assert_eq!(again, nspid, "marker {pid} changed under us");
-                return Marker { pid, pidfd, uid };
+                return Some((pid, pidfd));
             }
             queue.extend(children_of(pid));
         }
-        panic!("no marker with pid {inside} below {root}");
+        None
     }
 
     fn is_gone(&self) -> bool {
