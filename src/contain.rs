@@ -270,10 +270,11 @@ impl Outer {
         environ: &Environ,
         signals: &SignalState,
     ) -> Result<Outer, ContainError> {
-        let leaf = Leaf::create()?;
-        // Before the inner ferrinit exists, so that no moment is left in which our death would
-        // leave the cgroup behind.
-        let janitor = Janitor::start(&leaf)?;
+        let path = Leaf::unique_path()?;
+        // Before the cgroup exists, so that no moment is left in which our death would leave it
+        // behind.
+        let janitor = Janitor::start(&path)?;
+        let leaf = Leaf::create(path)?;
         // Orphans of the cgroup come to the outer ferrinit once the inner one is gone, so that
         // it can reap them before removing the cgroup.
         nix::sys::prctl::set_child_subreaper(true).map_err(ContainError::Subreaper)?;
@@ -420,7 +421,7 @@ impl Outer {
         if let Some(leaf) = &self.leaf {
             keep.extend(leaf.raw_fds());
         }
-        keep.extend(self.janitor.as_ref().and_then(Janitor::raw_fd));
+        keep.extend(self.janitor.as_ref().map(Janitor::raw_fd));
         // The inner ferrinit and the command have their copies of what we inherited.
         fds::close_all_except(&keep);
         let _ = nix::unistd::chdir("/");
