@@ -18,11 +18,12 @@
 
 use std::ffi::CStr;
 use std::fmt;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
 use crate::cgroup::{CgroupError, Janitor, Leaf};
@@ -32,7 +33,7 @@ use crate::exit_status::{ChildStatus, code};
 use crate::fds;
 use crate::log::{debug, error, info, warning};
 use crate::reap::Reaper;
-use crate::signals::{Sig, SignalState};
+use crate::signals::{Queued, Sig, SignalState, Target};
 use crate::supervise::{self, JobControl};
 use crate::sweep;
 use crate::tty::{Stop, Terminal};
@@ -198,7 +199,6 @@ fn subreaper(
 }
 
 // clone3(2), spelled out: the libc crate has no wrapper.
-const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 #[repr(C)]
@@ -235,7 +235,6 @@ const STEPS: [&str; 3] = ["", "make mount propagation private", "mount a fresh /
 struct Outer {
     how: String,
     inner: Pid,
-    pidfd: OwnedFd,
     /// Held open for the whole run; the inner ferrinit learns of our death by its hang-up if it
     /// comes before PR_SET_PDEATHSIG is in place.
     _lifeline: OwnedFd,
@@ -311,10 +310,8 @@ impl Outer {
         // The shell waits for us, not for the inner ferrinit: we are the job that stops.
         let job_control = terminal.as_ref().is_some_and(Terminal::under_job_control);
         let outer = std::process::id();
-        let mut pidfd: RawFd = -1;
         let mut args = CloneArgs {
-            flags: namespaces | CLONE_PIDFD,
-            pidfd: &mut pidfd as *mut RawFd as u64,
+            flags: namespaces,
             exit_signal: libc::SIGCHLD as u64,
             ..CloneArgs::default()
         };
@@ -350,10 +347,8 @@ impl Outer {
         drop(lifeline_read);
         drop(report_write);
         let inner = Pid::from_raw(pid as libc::pid_t);
-        // SAFETY: clone3 stored a fresh pidfd that nothing else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let abandon = |e: ContainError| {
-            send(&pidfd, Sig::KILL);
+            relay(inner, Sig::KILL, None);
             let _ = nix::sys::wait::waitpid(inner, None);
             if let Some(terminal) = &terminal {
                 terminal.take_back(inner);
@@ -405,7 +400,6 @@ impl Outer {
                 "pidns".into()
             },
             inner,
-            pidfd,
             _lifeline: lifeline,
             terminal,
             stops,
@@ -416,7 +410,7 @@ impl Outer {
 
     /// Relays signals until the inner ferrinit exits, cleans up, and returns its status.
     fn supervise(mut self, config: &Config, signals: &SignalState) -> u8 {
-        let mut keep = vec![self.pidfd.as_raw_fd(), self._lifeline.as_raw_fd()];
+        let mut keep = vec![self._lifeline.as_raw_fd()];
         keep.extend(self.stops.as_ref().map(AsRawFd::as_raw_fd));
         if let Some(leaf) = &self.leaf {
             keep.extend(leaf.raw_fds());
@@ -448,7 +442,7 @@ impl Outer {
                 }
             }
             debug!("relaying {} to the inner ferrinit", received.sig);
-            send(&self.pidfd, received.sig);
+            relay(self.inner, received.sig, received.queued.as_ref());
         };
         if let Some(leaf) = &mut self.leaf {
             empty_and_remove(leaf, signals, &mut reaper);
@@ -708,32 +702,17 @@ fn hear_stops(stops: &OwnedFd) -> Result<(), Errno> {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), ContainError> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(ContainError::Pipe(Errno::last()));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(ContainError::Pipe)
 }
 
-/// Relays a signal; errors are never fatal (the inner ferrinit may be exiting).
-fn send(pidfd: &OwnedFd, sig: Sig) {
-    // SAFETY: the pidfd is open; a null siginfo means "as kill() would send it".
-    let sent = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig.number(),
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if sent != 0 {
-        match Errno::last() {
-            Errno::ESRCH => debug!("the inner ferrinit is gone; {sig} not relayed"),
-            e => warning!("could not relay {sig} to the inner ferrinit: {e}"),
-        }
+/// Relays a signal to the inner ferrinit, with the value and sender of a `sigqueue`; errors are
+/// never fatal (the inner ferrinit may be exiting). Its pid is safe to use: it is our child, and
+/// reaped only once nothing is relayed any more.
+fn relay(inner: Pid, sig: Sig, queued: Option<&Queued>) {
+    match Target::Process(inner).send_queued(sig, queued) {
+        Ok(()) => {}
+        Err(Errno::ESRCH) => debug!("the inner ferrinit is gone; {sig} not relayed"),
+        Err(e) => warning!("could not relay {sig} to the inner ferrinit: {e}"),
     }
 }
 

@@ -670,11 +670,7 @@ fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() 
         });
     }
     let outer_fds = ferrinit_testkit::fds_of(outer);
-    assert_eq!(
-        outer_fds.len(),
-        5,
-        "stdio, its pidfd and the lifeline: {outer_fds:?}"
-    );
+    assert_eq!(outer_fds.len(), 4, "stdio and the lifeline: {outer_fds:?}");
     assert_eq!(ferrinit_testkit::fds_of(inner), [0, 1, 2]);
     drop(running);
 }
@@ -839,4 +835,33 @@ fn cgroup_level_works_where_a_cgroup_named_after_its_pid_exists() {
     let _ = std::fs::remove_dir(cgroup.join(format!("ferrinit-contain-{outer}")));
     assert_eq!(finished.code(), 3, "{:?}", finished.stderr);
     assert_eq!(leaves_of(outer), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn a_sigqueue_value_sent_to_ferrinit_reaches_the_command() {
+    if !require_root("the cgroup level needs root here") {
+        return;
+    }
+    for command in [
+        unprivileged(&["--contain=pidns", "--", probe_arg(), "siginfo"]),
+        as_process(["--contain=cgroup", "--", probe_arg(), "siginfo"]),
+    ] {
+        let mut running = Running::start(command);
+        running.expect_stdout("probe ready");
+        let value = libc::sigval {
+            sival_ptr: 4242 as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue has no memory-safety preconditions; the pid is our child's.
+        assert_eq!(
+            unsafe { libc::sigqueue(running.pid(), libc::SIGUSR1, value) },
+            0
+        );
+        let line = running.expect_stdout("probe got SIGUSR1");
+        assert!(
+            line.contains(&format!("code {} value 4242 ", libc::SI_QUEUE)),
+            "{line}"
+        );
+        running.close_stdin();
+        assert_eq!(running.finish().code(), 0);
+    }
 }
