@@ -100,8 +100,9 @@ pub enum ContainError {
     RootMapNeedsSetfcap,
     #[error("cannot {0} inside the new namespaces: {1}")]
     Inside(&'static str, Errno),
-    #[error("the inner ferrinit died while starting")]
-    InnerDied,
+    /// How it ended: "exited with N", "killed by SIG".
+    #[error("the inner ferrinit died while starting: it {0}")]
+    InnerDied(String),
     #[error("cannot make the pipes to the inner ferrinit: {0}")]
     Pipe(Errno),
     #[error(transparent)]
@@ -347,22 +348,30 @@ impl Outer {
         drop(lifeline_read);
         drop(report_write);
         let inner = Pid::from_raw(pid as libc::pid_t);
-        let abandon = |e: ContainError| {
+        // Kills the inner ferrinit, reaps it and says how it ended (on its own, should it have
+        // died first).
+        let abandon = || {
             relay(inner, Sig::KILL, None);
-            let _ = nix::sys::wait::waitpid(inner, None);
+            let mut status = 0;
+            // SAFETY: `status` is valid writable storage; the inner ferrinit is our child.
+            let reaped = unsafe { libc::waitpid(inner.as_raw(), &mut status, 0) } == inner.as_raw();
             if let Some(terminal) = &terminal {
                 terminal.take_back(inner);
             }
-            e
+            reaped
+                .then(|| ChildStatus::from_wait_status(status))
+                .flatten()
+                .map_or_else(|| "is gone".to_owned(), |status| status.to_string())
         };
         if namespaces & libc::CLONE_NEWUSER as u64 != 0 {
             write_id_maps(inner).map_err(|e| {
                 // SAFETY: geteuid cannot fail.
                 let root = unsafe { libc::geteuid() } == 0;
-                abandon(match e.raw_os_error() {
+                abandon();
+                match e.raw_os_error() {
                     Some(libc::EPERM) if root => ContainError::RootMapNeedsSetfcap,
                     _ => ContainError::IdMap(e),
-                })
+                }
             })?;
         }
         // Its own process group, so that a signal to our group does not reach it twice (once
@@ -376,15 +385,16 @@ impl Outer {
         }
         // SAFETY: writes one byte from valid memory.
         if unsafe { libc::write(lifeline.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
-            return Err(abandon(ContainError::InnerDied));
+            return Err(ContainError::InnerDied(abandon()));
         }
         match read_report(&report_read) {
             Some([0, _]) => {}
             Some([step, errno]) => {
                 let step = STEPS.get(step as usize).copied().unwrap_or("start");
-                return Err(abandon(ContainError::Inside(step, Errno::from_raw(errno))));
+                abandon();
+                return Err(ContainError::Inside(step, Errno::from_raw(errno)));
             }
-            None => return Err(abandon(ContainError::InnerDied)),
+            None => return Err(ContainError::InnerDied(abandon())),
         }
         let stops = job_control.then_some(report_read).and_then(|stops| {
             hear_stops(&stops)
@@ -429,7 +439,13 @@ impl Outer {
             };
             if received.sig == Sig::CHLD {
                 if let Some(status) = self.inner_exit() {
-                    debug!("the inner ferrinit {status}");
+                    match status {
+                        // It exits with the command's status, never by a signal of its own.
+                        ChildStatus::Killed(sig) => {
+                            warning!("the inner ferrinit was killed by {sig}")
+                        }
+                        ChildStatus::Exited(_) => debug!("the inner ferrinit {status}"),
+                    }
                     break status;
                 }
                 self.hear_stop();

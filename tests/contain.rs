@@ -865,3 +865,23 @@ fn a_sigqueue_value_sent_to_ferrinit_reaches_the_command() {
         assert_eq!(running.finish().code(), 0);
     }
 }
+
+#[test]
+fn the_inner_ferrinit_killed_from_outside_is_named_in_a_warning() {
+    let running = Running::start(unprivileged(&[
+        "--contain=pidns",
+        "--",
+        probe_arg(),
+        "wait",
+    ]));
+    running.expect_stdout("ready");
+    let inner = children_of(running.pid())[0];
+    // SAFETY: kill has no memory-safety preconditions; `inner` is our descendant.
+    assert_eq!(unsafe { libc::kill(inner, libc::SIGKILL) }, 0);
+    let finished = running.finish();
+    assert_eq!(finished.code(), 128 + libc::SIGKILL);
+    assert_eq!(
+        finished.stderr,
+        ["ferrinit: warning: the inner ferrinit was killed by SIGKILL"]
+    );
+}
