@@ -462,8 +462,11 @@ impl Outer {
         };
         if let Some(leaf) = &mut self.leaf {
             empty_and_remove(leaf, signals, &mut reaper);
+            drop(self.janitor.take());
+            // A process that moved itself out of the cgroup (root may) escaped cgroup.kill; as a
+            // subreaper, we have it among our descendants still.
+            sweep::kill_every_descendant(signals, &mut reaper);
         }
-        drop(self.janitor.take());
         if let Some(terminal) = &self.terminal {
             terminal.take_back(self.inner);
         }

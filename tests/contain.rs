@@ -885,3 +885,48 @@ fn the_inner_ferrinit_killed_from_outside_is_named_in_a_warning() {
         ["ferrinit: warning: the inner ferrinit was killed by SIGKILL"]
     );
 }
+
+#[test]
+fn cgroup_level_stops_a_process_moved_out_of_the_cgroup() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let mut running = Running::start(as_process([
+        "--contain=cgroup",
+        "--",
+        probe_arg(),
+        "marker",
+        "5",
+    ]));
+    let marker = Marker::find(&running, running.pid());
+    // As root (the process itself, or anyone) may: into the cgroup ferrinit itself is in, out
+    // of reach of cgroup.kill.
+    std::fs::write(
+        own_cgroup_dir().join("cgroup.procs"),
+        marker.pid.to_string(),
+    )
+    .unwrap();
+    let in_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", marker.pid)).unwrap();
+    assert!(!in_cgroup.contains("ferrinit-contain"), "{in_cgroup}");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), 5, "{:?}", finished.stderr);
+    let gone = marker.is_gone();
+    if !gone {
+        // SAFETY: kill has no memory-safety preconditions; the pid is pinned by our pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                marker.pidfd.as_raw_fd(),
+                9,
+                0,
+                0,
+            )
+        };
+    }
+    assert!(
+        gone,
+        "marker {} survived; {:?}",
+        marker.pid, finished.stderr
+    );
+}
