@@ -930,3 +930,31 @@ fn cgroup_level_stops_a_process_moved_out_of_the_cgroup() {
         marker.pid, finished.stderr
     );
 }
+
+#[test]
+fn cgroup_level_janitor_is_named_leaves_the_cwd_and_cannot_hold_ferrinit_up_when_stopped() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let dir = ferrinit_testkit::scratch_dir("contain-janitor");
+    let mut command = as_process(["--contain=cgroup", "--", probe_arg(), "wait"]);
+    command.current_dir(&dir);
+    let mut running = Running::start(command);
+    running.expect_stdout("ready");
+    let janitor = children_of(running.pid())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default()
+                == "ferrinit-watch\n"
+        })
+        .expect("a child named ferrinit-watch");
+    let cwd = std::fs::read_link(format!("/proc/{janitor}/cwd")).unwrap();
+    assert_eq!(cwd, std::path::Path::new("/"), "the user's cwd stays free");
+    // SAFETY: kill has no memory-safety preconditions; `janitor` is our descendant.
+    assert_eq!(unsafe { libc::kill(janitor, libc::SIGSTOP) }, 0);
+    eventually("the janitor is stopped", || {
+        process_state(janitor).as_deref() == Some("T")
+    });
+    running.close_stdin();
+    assert_eq!(running.finish().code(), 0);
+}
