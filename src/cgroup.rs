@@ -204,7 +204,7 @@ impl Leaf {
 pub struct Janitor {
     pid: libc::pid_t,
     /// Held open for as long as the janitor lives.
-    _lifeline: OwnedFd,
+    lifeline: OwnedFd,
 }
 
 /// The janitor's name in `ps` (at most 15 bytes).
@@ -213,7 +213,7 @@ const JANITOR_NAME: &CStr = c"ferrinit-watch";
 impl Janitor {
     /// The descriptor ferrinit must keep open.
     pub fn raw_fd(&self) -> RawFd {
-        self._lifeline.as_raw_fd()
+        self.lifeline.as_raw_fd()
     }
 
     /// Forks the janitor for the leaf to be made at `path`. ferrinit is single-threaded, so the
@@ -230,10 +230,7 @@ impl Janitor {
             drop(lifeline);
             janitor_main(path, watch);
         }
-        Ok(Janitor {
-            pid,
-            _lifeline: lifeline,
-        })
+        Ok(Janitor { pid, lifeline })
     }
 }
 

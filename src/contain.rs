@@ -241,7 +241,7 @@ struct Outer {
     inner: Pid,
     /// Held open for the whole run; the inner ferrinit learns of our death by its hang-up if it
     /// comes before PR_SET_PDEATHSIG is in place.
-    _lifeline: OwnedFd,
+    lifeline: OwnedFd,
     terminal: Option<Terminal>,
     /// When a job-control shell runs us as a job: the inner ferrinit's word that the command
     /// stopped, which comes with a SIGCHLD (see `hear_stops`).
@@ -325,6 +325,8 @@ impl Outer {
         }
         // SAFETY: without CLONE_VM and with no stack given, clone3 works as fork does: the child
         // runs on a copy of our memory. ferrinit is single-threaded (see the module comment).
+        // Called raw, clone3 skips glibc's fork bookkeeping (atfork handlers, the cached tid):
+        // harmless for single-threaded ferrinit, which holds no lock across the call.
         let pid = unsafe {
             libc::syscall(
                 libc::SYS_clone3,
@@ -368,8 +370,7 @@ impl Outer {
         };
         if namespaces & libc::CLONE_NEWUSER as u64 != 0 {
             write_id_maps(inner).map_err(|e| {
-                // SAFETY: geteuid cannot fail.
-                let root = unsafe { libc::geteuid() } == 0;
+                let root = nix::unistd::geteuid().is_root();
                 abandon();
                 match e.raw_os_error() {
                     Some(libc::EPERM) if root => ContainError::RootMapNeedsSetfcap,
@@ -413,7 +414,7 @@ impl Outer {
                 "pidns".into()
             },
             inner,
-            _lifeline: lifeline,
+            lifeline,
             terminal,
             stops,
             leaf: None,
@@ -423,7 +424,7 @@ impl Outer {
 
     /// Relays signals until the inner ferrinit exits, cleans up, and returns its status.
     fn supervise(mut self, config: &Config, signals: &SignalState) -> u8 {
-        let mut keep = vec![self._lifeline.as_raw_fd()];
+        let mut keep = vec![self.lifeline.as_raw_fd()];
         keep.extend(self.stops.as_ref().map(AsRawFd::as_raw_fd));
         if let Some(leaf) = &self.leaf {
             keep.extend(leaf.raw_fds());
@@ -532,7 +533,7 @@ fn empty_and_remove(leaf: &mut Leaf, signals: &SignalState, reaper: &mut Reaper)
         reaper.reap_ready();
         match leaf.remove() {
             Ok(()) => return,
-            // Busy until the last zombie is reaped: ours come with a SIGCHLD.
+            // On some kernels busy until the last zombie is reaped: ours come with a SIGCHLD.
             Err(_) if Instant::now() < give_up => {
                 signals.next(Some(give_up));
             }
@@ -669,8 +670,7 @@ fn read_report(from: &OwnedFd) -> Option<Report> {
 /// Our own uid and gid, mapped to themselves: the command runs as the caller, and its files
 /// keep their owner. `setgroups` must be denied before an unprivileged `gid_map`.
 fn write_id_maps(inner: Pid) -> std::io::Result<()> {
-    // SAFETY: geteuid and getegid cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     let proc = format!("/proc/{inner}");
     std::fs::write(format!("{proc}/uid_map"), format!("{uid} {uid} 1\n"))?;
     match std::fs::write(format!("{proc}/setgroups"), "deny") {
