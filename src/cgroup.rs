@@ -270,10 +270,16 @@ fn janitor_main(path: &Path, watch: OwnedFd) -> ! {
     while unsafe { libc::read(watch.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } < 0
         && Errno::last() == Errno::EINTR
     {}
-    if let Ok(mut leaf) = Leaf::open(path.to_path_buf()) {
-        let _ = leaf.kill();
-        leaf.wait_empty(Instant::now() + std::time::Duration::from_secs(5));
-        let _ = leaf.remove();
+    match Leaf::open(path.to_path_buf()) {
+        Ok(mut leaf) => {
+            let _ = leaf.kill();
+            leaf.wait_empty(Instant::now() + std::time::Duration::from_secs(5));
+            let _ = leaf.remove();
+        }
+        // Not made, or made and then found unusable (no cgroup.kill): nothing ran in it.
+        Err(_) => {
+            let _ = std::fs::remove_dir(path);
+        }
     }
     // SAFETY: _exit has no preconditions; nothing of ours needs flushing.
     unsafe { libc::_exit(0) }
