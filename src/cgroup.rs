@@ -4,9 +4,15 @@
 //! No controller is ever enabled, so the no-internal-processes rule never bites: ferrinit's own
 //! cgroup may keep ferrinit while the leaf holds the command.
 
+mod janitor;
+
+pub use janitor::Janitor;
+
+use std::collections::hash_map::RandomState;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -63,54 +69,61 @@ pub struct Leaf {
 }
 
 impl Leaf {
-    /// `ferrinit-contain-PID` below ferrinit's own cgroup.
-    pub fn create() -> Result<Leaf, CgroupError> {
-        let own = own_cgroup_dir()?;
-        let path = own.join(format!("ferrinit-contain-{}", std::process::id()));
-        let shown = path.display().to_string();
+    /// Where our leaf goes: `ferrinit-contain-PID-RANDOM` below ferrinit's own cgroup. The pid
+    /// alone could be taken: by a directory a SIGKILLed ferrinit of the same pid left (pids
+    /// repeat from one container to the next), or by a ferrinit in another PID namespace that
+    /// shares our cgroup.
+    pub fn unique_path() -> Result<PathBuf, CgroupError> {
+        // RandomState's keys come from the kernel's random source, fresh for each one made.
+        let random = RandomState::new().hash_one(0u8) as u32;
+        let name = format!("ferrinit-contain-{}-{random:08x}", std::process::id());
+        Ok(own_cgroup_dir()?.join(name))
+    }
+
+    /// Makes the cgroup at `path` (from [`Leaf::unique_path`]).
+    pub fn create(path: PathBuf) -> Result<Leaf, CgroupError> {
         std::fs::create_dir(&path).map_err(|source| CgroupError::Create {
-            path: shown.clone(),
+            path: path.display().to_string(),
             source,
         })?;
         // From here on a failure removes the directory again.
-        let opened = (|| {
-            let dir = File::open(&path).map_err(|source| CgroupError::Open {
-                path: shown.clone(),
+        Leaf::open(path.clone()).inspect_err(|_| {
+            let _ = std::fs::remove_dir(&path);
+        })
+    }
+
+    /// The cgroup at `path`, which exists.
+    fn open(path: PathBuf) -> Result<Leaf, CgroupError> {
+        let shown = path.display().to_string();
+        let dir = File::open(&path).map_err(|source| CgroupError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        let kill = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.kill"))
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => CgroupError::NoKill {
+                    path: shown.clone(),
+                },
+                _ => CgroupError::Open {
+                    path: format!("{shown}/cgroup.kill"),
+                    source,
+                },
+            })?;
+        let events =
+            File::open(path.join("cgroup.events")).map_err(|source| CgroupError::Open {
+                path: format!("{shown}/cgroup.events"),
                 source,
             })?;
-            let kill = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path.join("cgroup.kill"))
-                .map_err(|source| match source.kind() {
-                    std::io::ErrorKind::NotFound => CgroupError::NoKill {
-                        path: shown.clone(),
-                    },
-                    _ => CgroupError::Open {
-                        path: format!("{shown}/cgroup.kill"),
-                        source,
-                    },
-                })?;
-            let events =
-                File::open(path.join("cgroup.events")).map_err(|source| CgroupError::Open {
-                    path: format!("{shown}/cgroup.events"),
-                    source,
-                })?;
-            Ok((OwnedFd::from(dir), kill, events))
-        })();
-        match opened {
-            // std opens every file close-on-exec: none of them reaches the command.
-            Ok((dir, kill, events)) => Ok(Leaf {
-                path,
-                dir,
-                kill,
-                events,
-                removed: false,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&path);
-                Err(e)
-            }
-        }
+        // std opens every file close-on-exec: none of them reaches the command.
+        Ok(Leaf {
+            path,
+            dir: OwnedFd::from(dir),
+            kill,
+            events,
+            removed: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -183,91 +196,6 @@ impl Leaf {
         })?;
         self.removed = true;
         Ok(())
-    }
-}
-
-/// A process of its own that removes the leaf should ferrinit be SIGKILLed: it sleeps on a pipe
-/// whose write end only ferrinit holds, and a hang-up without the word "done" means ferrinit died.
-/// It is in a process group of its own, so that a signal to ferrinit's group spares it.
-pub struct Janitor {
-    pid: libc::pid_t,
-    done: Option<OwnedFd>,
-}
-
-impl Janitor {
-    /// The descriptor ferrinit must keep open.
-    pub fn raw_fd(&self) -> Option<RawFd> {
-        self.done.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
-    /// Forks the janitor. ferrinit is single-threaded, so the fork may go on running Rust code
-    /// (it never execs).
-    pub fn start(leaf: &Leaf) -> Result<Janitor, CgroupError> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(CgroupError::Janitor(Errno::last()));
-        }
-        // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-        let (watch, done) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: single-threaded; see above.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(CgroupError::Janitor(Errno::last()));
-        }
-        if pid == 0 {
-            drop(done);
-            leaf.clean_up_after_death(watch);
-        }
-        Ok(Janitor {
-            pid,
-            done: Some(done),
-        })
-    }
-}
-
-impl Drop for Janitor {
-    /// ferrinit is done with the leaf: the janitor leaves without touching it.
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            // SAFETY: writes one byte from valid memory.
-            unsafe { libc::write(done.as_raw_fd(), b"d".as_ptr().cast(), 1) };
-        }
-        // SAFETY: waits for our own child; a null status pointer is allowed.
-        unsafe { libc::waitpid(self.pid, std::ptr::null_mut(), 0) };
-    }
-}
-
-impl Leaf {
-    /// The janitor's life. Never returns.
-    fn clean_up_after_death(&self, watch: OwnedFd) -> ! {
-        // SAFETY: setpgid and open/dup2 on our own descriptors have no memory preconditions.
-        unsafe {
-            libc::setpgid(0, 0);
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-            for fd in 0..=2 {
-                libc::dup2(null, fd);
-            }
-        }
-        let mut keep = self.raw_fds().to_vec();
-        keep.push(watch.as_raw_fd());
-        crate::fds::close_all_except(&keep);
-        let mut word = [0u8];
-        let died = loop {
-            // SAFETY: reads one byte into valid memory.
-            match unsafe { libc::read(watch.as_raw_fd(), word.as_mut_ptr().cast(), 1) } {
-                1 => break false,
-                -1 if Errno::last() == Errno::EINTR => {}
-                _ => break true,
-            }
-        };
-        if died {
-            let _ = self.kill();
-            self.wait_empty(Instant::now() + std::time::Duration::from_secs(5));
-            let _ = std::fs::remove_dir(&self.path);
-        }
-        // SAFETY: _exit has no preconditions; nothing of ours needs flushing.
-        unsafe { libc::_exit(0) }
     }
 }
 

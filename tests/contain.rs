@@ -271,6 +271,29 @@ fn own_cgroup_dir() -> std::path::PathBuf {
     std::path::Path::new(mountpoint).join(own.trim_start_matches('/'))
 }
 
+/// The cgroups that the outer ferrinit `outer` made in our own cgroup: `ferrinit-contain-OUTER`
+/// and `ferrinit-contain-OUTER-*`.
+fn leaves_of(outer: i32) -> Vec<std::path::PathBuf> {
+    let name = format!("ferrinit-contain-{outer}");
+    std::fs::read_dir(own_cgroup_dir())
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            file == name || file.starts_with(&format!("{name}-"))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// The one cgroup that the outer ferrinit `outer` made.
+fn leaf_of(outer: i32) -> std::path::PathBuf {
+    let leaves = leaves_of(outer);
+    assert_eq!(leaves.len(), 1, "{leaves:?}");
+    leaves.into_iter().next().unwrap()
+}
+
 #[test]
 fn cgroup_level_empties_and_removes_its_cgroup() {
     if !require_root("this test runs as root") {
@@ -279,11 +302,10 @@ fn cgroup_level_empties_and_removes_its_cgroup() {
     let command = as_process(["-v", "--contain=cgroup", "--", probe_arg(), "marker", "9"]);
     let mut running = Running::start(command);
     let marker = Marker::find(&running, running.pid());
-    let leaf = format!("ferrinit-contain-{}", running.pid());
+    let dir = leaf_of(running.pid());
+    let leaf = dir.file_name().unwrap().to_str().unwrap();
     let in_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", marker.pid)).unwrap();
-    assert!(in_cgroup.contains(&leaf), "{in_cgroup}");
-    let dir = own_cgroup_dir().join(&leaf);
-    assert!(dir.is_dir(), "{dir:?}");
+    assert!(in_cgroup.contains(leaf), "{in_cgroup}");
     running.close_stdin();
     let finished = running.finish();
     assert_eq!(finished.code(), 9, "{:?}", finished.stderr);
@@ -308,7 +330,8 @@ fn cgroup_level_with_a_grace_period_drains_first() {
         "4",
     ]);
     let running = Running::start(command);
-    let leaf = own_cgroup_dir().join(format!("ferrinit-contain-{}", running.pid()));
+    running.expect_stdout("straggler");
+    let leaf = leaf_of(running.pid());
     running.expect_stdout("straggler got SIGTERM");
     assert_eq!(running.finish().code(), 4);
     assert!(!leaf.exists(), "{leaf:?} was left behind");
@@ -333,12 +356,14 @@ fn where_nothing_may_be_created_auto_falls_back_to_subreaper_and_says_why() {
     if !require_root("the fixture maps a user namespace from outside, as root") {
         return;
     }
-    let command = no_room(&["-v", "--contain", "--", probe_arg(), "marker", "12"]);
+    // Without -v: the fallback guarantees less, and says so at the default verbosity.
+    let command = no_room(&["--contain", "--", probe_arg(), "marker", "12"]);
     let (marker, stderr) = marker_is_gone_and_status_comes_back(command, 12);
     assert_eq!(marker.uid, 65534);
+    assert_eq!(stderr.len(), 1, "{stderr:?}");
     let line = stderr
         .iter()
-        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .find(|l| l.starts_with("ferrinit: warning: contained: subreaper"))
         .unwrap_or_else(|| panic!("{stderr:?}"));
     assert!(
         line.contains("user.max_user_namespaces=0") && line.contains("Permission denied"),
@@ -440,7 +465,7 @@ fn contain_inside_a_default_runc_container_falls_back_to_subreaper() {
     let (_, stderr) = marker_is_gone_and_status_comes_back(bundle.run(Runtime::Runc), 15);
     let line = stderr
         .iter()
-        .find(|l| l.starts_with("ferrinit: contained: subreaper"))
+        .find(|l| l.starts_with("ferrinit: warning: contained: subreaper"))
         .unwrap_or_else(|| panic!("{stderr:?}"));
     assert!(
         line.contains("CAP_SETFCAP") && line.contains("no cgroup v2 mount"),
@@ -659,11 +684,7 @@ fn both_ferrinits_wait_without_wake_ups_and_hold_no_descriptor_of_the_command() 
         });
     }
     let outer_fds = ferrinit_testkit::fds_of(outer);
-    assert_eq!(
-        outer_fds.len(),
-        5,
-        "stdio, its pidfd and the lifeline: {outer_fds:?}"
-    );
+    assert_eq!(outer_fds.len(), 4, "stdio and the lifeline: {outer_fds:?}");
     assert_eq!(ferrinit_testkit::fds_of(inner), [0, 1, 2]);
     drop(running);
 }
@@ -722,16 +743,15 @@ fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
     ]));
     let outer = running.pid();
     let marker = Marker::find(&running, outer);
-    let leaf = format!("ferrinit-contain-{outer}");
-    let dir = own_cgroup_dir().join(&leaf);
-    assert!(dir.is_dir(), "{dir:?}");
+    let dir = leaf_of(outer);
+    let leaf = dir.file_name().unwrap().to_str().unwrap();
     // The janitor: the outer ferrinit's child that is not in the leaf.
     let janitor = children_of(outer)
         .into_iter()
         .find(|pid| {
             !std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 .unwrap_or_default()
-                .contains(&leaf)
+                .contains(leaf)
         })
         .expect("a janitor outside the leaf");
     let janitor_pidfd = pidfd_open(janitor).expect("pidfd of the janitor");
@@ -748,4 +768,207 @@ fn cgroup_level_outer_sigkill_leaves_nothing_alive_and_no_cgroup() {
     assert_eq!(unsafe { libc::poll(&mut poll, 1, ms) }, 1, "janitor stayed");
     assert!(!dir.exists(), "{dir:?} was left behind");
     assert_eq!(running.finish().code(), 128 + libc::SIGKILL);
+}
+
+#[test]
+fn cgroup_level_outer_sigkill_just_after_making_the_cgroup_leaves_no_cgroup() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    // strace holds the outer ferrinit just after its mkdir of the cgroup, and says so.
+    let command = clean_command(
+        tool("strace"),
+        [
+            "-e",
+            "trace=mkdir",
+            "-e",
+            "inject=mkdir:delay_exit=1000s",
+            ferrinit_arg(),
+            "--contain=cgroup",
+            "--",
+            probe_arg(),
+            "wait",
+        ],
+    );
+    let running = Running::start(command);
+    running.expect_stderr("(DELAYED)");
+    let outer = children_of(running.pid())[0];
+    assert_eq!(leaves_of(outer).len(), 1, "the cgroup is made");
+    // Whatever the outer ferrinit started by now (a janitor) is given its time to clean up.
+    let started: Vec<(i32, OwnedFd)> = children_of(outer)
+        .into_iter()
+        .filter_map(|pid| Some((pid, pidfd_open(pid)?)))
+        .collect();
+    // strace would hold the dying outer ferrinit at its exit: killed, it lets go. (SIGKILL: the
+    // pids are our descendants; kill has no memory-safety preconditions.)
+    for pid in [outer, running.pid()] {
+        // SAFETY: see above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    }
+    let ms = stall_timeout().as_millis() as i32;
+    for (pid, pidfd) in &started {
+        let mut poll = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let exited = unsafe { libc::poll(&mut poll, 1, ms) } == 1;
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
+        assert!(exited, "{pid} stayed: {:?} {state}", process_state(*pid));
+    }
+    let left = leaves_of(outer);
+    for dir in &left {
+        let _ = std::fs::remove_dir(dir);
+    }
+    assert_eq!(left, Vec::<std::path::PathBuf>::new(), "left behind");
+    drop(running);
+}
+
+#[test]
+fn cgroup_level_works_where_a_cgroup_named_after_its_pid_exists() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    // Left by an earlier ferrinit of the same pid, or made by one in another PID namespace.
+    let script = r#"mkdir "$1/ferrinit-contain-$$" && exec "$0" --contain=cgroup -- "$2" exit 3"#;
+    let cgroup = own_cgroup_dir();
+    let command = clean_command(
+        "sh",
+        [
+            "-c",
+            script,
+            ferrinit_arg(),
+            cgroup.to_str().unwrap(),
+            probe_arg(),
+        ],
+    );
+    let running = Running::start(command);
+    let outer = running.pid();
+    let finished = running.finish();
+    let _ = std::fs::remove_dir(cgroup.join(format!("ferrinit-contain-{outer}")));
+    assert_eq!(finished.code(), 3, "{:?}", finished.stderr);
+    assert_eq!(leaves_of(outer), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn a_sigqueue_value_sent_to_ferrinit_reaches_the_command() {
+    if !require_root("the cgroup level needs root here") {
+        return;
+    }
+    for command in [
+        unprivileged(&["--contain=pidns", "--", probe_arg(), "siginfo"]),
+        as_process(["--contain=cgroup", "--", probe_arg(), "siginfo"]),
+    ] {
+        let mut running = Running::start(command);
+        running.expect_stdout("probe ready");
+        let value = libc::sigval {
+            sival_ptr: 4242 as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue has no memory-safety preconditions; the pid is our child's.
+        assert_eq!(
+            unsafe { libc::sigqueue(running.pid(), libc::SIGUSR1, value) },
+            0
+        );
+        let line = running.expect_stdout("probe got SIGUSR1");
+        assert!(
+            line.contains(&format!("code {} value 4242 ", libc::SI_QUEUE)),
+            "{line}"
+        );
+        running.close_stdin();
+        assert_eq!(running.finish().code(), 0);
+    }
+}
+
+#[test]
+fn the_inner_ferrinit_killed_from_outside_is_named_in_a_warning() {
+    let running = Running::start(unprivileged(&[
+        "--contain=pidns",
+        "--",
+        probe_arg(),
+        "wait",
+    ]));
+    running.expect_stdout("ready");
+    let inner = children_of(running.pid())[0];
+    // SAFETY: kill has no memory-safety preconditions; `inner` is our descendant.
+    assert_eq!(unsafe { libc::kill(inner, libc::SIGKILL) }, 0);
+    let finished = running.finish();
+    assert_eq!(finished.code(), 128 + libc::SIGKILL);
+    assert_eq!(
+        finished.stderr,
+        ["ferrinit: warning: the inner ferrinit was killed by SIGKILL"]
+    );
+}
+
+#[test]
+fn cgroup_level_stops_a_process_moved_out_of_the_cgroup() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let mut running = Running::start(as_process([
+        "--contain=cgroup",
+        "--",
+        probe_arg(),
+        "marker",
+        "5",
+    ]));
+    let marker = Marker::find(&running, running.pid());
+    // As root (the process itself, or anyone) may: into the cgroup ferrinit itself is in, out
+    // of reach of cgroup.kill.
+    std::fs::write(
+        own_cgroup_dir().join("cgroup.procs"),
+        marker.pid.to_string(),
+    )
+    .unwrap();
+    let in_cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", marker.pid)).unwrap();
+    assert!(!in_cgroup.contains("ferrinit-contain"), "{in_cgroup}");
+    running.close_stdin();
+    let finished = running.finish();
+    assert_eq!(finished.code(), 5, "{:?}", finished.stderr);
+    let gone = marker.is_gone();
+    if !gone {
+        // SAFETY: kill has no memory-safety preconditions; the pid is pinned by our pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                marker.pidfd.as_raw_fd(),
+                9,
+                0,
+                0,
+            )
+        };
+    }
+    assert!(
+        gone,
+        "marker {} survived; {:?}",
+        marker.pid, finished.stderr
+    );
+}
+
+#[test]
+fn cgroup_level_janitor_is_named_leaves_the_cwd_and_cannot_hold_ferrinit_up_when_stopped() {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    let dir = ferrinit_testkit::scratch_dir("contain-janitor");
+    let mut command = as_process(["--contain=cgroup", "--", probe_arg(), "wait"]);
+    command.current_dir(&dir);
+    let mut running = Running::start(command);
+    running.expect_stdout("ready");
+    let janitor = children_of(running.pid())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default()
+                == "ferrinit-watch\n"
+        })
+        .expect("a child named ferrinit-watch");
+    let cwd = std::fs::read_link(format!("/proc/{janitor}/cwd")).unwrap();
+    assert_eq!(cwd, std::path::Path::new("/"), "the user's cwd stays free");
+    // SAFETY: kill has no memory-safety preconditions; `janitor` is our descendant.
+    assert_eq!(unsafe { libc::kill(janitor, libc::SIGSTOP) }, 0);
+    eventually("the janitor is stopped", || {
+        process_state(janitor).as_deref() == Some("T")
+    });
+    running.close_stdin();
+    assert_eq!(running.finish().code(), 0);
 }
