@@ -473,6 +473,8 @@ impl Order {
             if !Sig(taken).is_real_time() {
                 self.round &= !bit(taken);
             }
+            // The round is done: the next one begins with the wait's read.
+            self.backlog = self.round != 0;
             self.note(taken);
             return Some(received);
         }
@@ -926,6 +928,33 @@ mod tests {
                 .filter_map(|&(s, v)| v.filter(|_| s == rtmin))
                 .collect();
             assert_eq!(firsts, (0..1000).collect::<Vec<u64>>(), "in arrival order");
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The round's last signal taken, the next round begins with the wait's read, which takes
+    /// what is pending or waits: no look first, which might find nothing.
+    #[test]
+    fn a_round_that_took_its_last_signal_hands_over_to_the_wait() {
+        std::thread::spawn(|| {
+            let blocked = bit(libc::SIGUSR1) | bit(libc::SIGUSR2);
+            set_mask(libc::SIG_BLOCK, &blocked, None).unwrap();
+            // SAFETY: signals to this thread alone, blocked in it.
+            unsafe {
+                for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+                }
+            }
+            let mut order = Order {
+                backlog: true,
+                ..Order::default()
+            };
+            assert!(order.take_pending().is_some());
+            assert!(order.backlog, "one of the round is left");
+            assert!(order.take_pending().is_some());
+            assert!(!order.backlog, "the round is done");
+            assert_eq!(pending() & blocked, 0);
         })
         .join()
         .unwrap();
