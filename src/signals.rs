@@ -378,10 +378,12 @@ fn quantum(signals: u32) -> u32 {
 /// real-time signal walks the queue, which is in arrival order. With thousands queued from a
 /// sender that cycles through signals (RTMIN, RTMIN+1, ... RTMIN, ...), each lowest-first
 /// dequeue walks further: quadratic, seconds of kernel time for every init alike. So ferrinit
-/// takes them in rounds: one look at what is pending (`rt_sigpending`), then each of those
-/// round-robin, SIGCHLD first, a queued one up to [`quantum`] times in a row. A sender that
-/// repeats one signal is followed cheaply, no pending signal waits behind more than
-/// [`FAIR_WAIT`] others, and each signal number keeps its own first-in, first-out order.
+/// takes them in rounds: the wait's read (lowest first, two at most), one look at what is
+/// pending (`rt_sigpending`), then each of those round-robin, SIGCHLD first, a queued one up to
+/// [`quantum`] times in a row. A sender that repeats one signal is followed cheaply, no pending
+/// signal waits behind more than [`FAIR_WAIT`] others, and each signal number keeps its own
+/// first-in, first-out order. Every system call takes a signal but the look, and the read's
+/// second signal pays for that: a storm costs two system calls per signal forwarded.
 #[derive(Clone, Copy, Default)]
 struct Order {
     /// Pending at the round's start and not yet done with.
@@ -423,31 +425,58 @@ impl Order {
         Some(((after + offset) % 64) as i32 + 1)
     }
 
-    /// Takes one pending signal, starting a new round when the last one is done; `None` (and no
-    /// more backlog) once nothing is pending.
+    /// Takes one pending signal, starting a round if none is under way; `None` (and no more
+    /// backlog) once the round is done. The next round begins with the wait's read, as the
+    /// backlog did: it takes what is pending, or waits, without a look that would find nothing
+    /// or a take that would fail.
     fn take_pending(&mut self) -> Option<Received> {
+        if self.round == 0 {
+            self.round = pending() & collected();
+            self.quantum = quantum(self.round.count_ones());
+        }
         loop {
-            if self.round == 0 {
-                self.round = pending() & collected();
-                self.quantum = quantum(self.round.count_ones());
-            }
             let Some(sig) = self.choose() else {
                 self.backlog = false;
                 return None;
             };
-            if sig != self.last {
+            let next = if sig == self.last {
+                // Staying on a queued signal, which may have run out: offer the next one too,
+                // so that the call takes one either way (the kernel gives the lower number).
+                // With no next one, the wait's read takes it, or waits if it ran out.
+                let next = Order {
+                    round: self.round & !bit(sig),
+                    ..*self
+                }
+                .choose();
+                if next.is_none() {
+                    self.round = 0;
+                    self.backlog = false;
+                    return None;
+                }
+                next
+            } else {
                 // Moving on: done with the last one for this round.
                 self.round &= !bit_of(self.last);
-            }
-            let taken = take(sig);
-            // A standard signal is pending once at most; a queued one may have run out.
-            if taken.is_none() || !Sig(sig).is_real_time() {
+                None
+            };
+            let offered = bit(sig) | next.map_or(0, bit);
+            let Some(received) = take(offered) else {
+                // Not pending any more: a queued one ran out.
+                self.round &= !offered;
+                continue;
+            };
+            let taken = received.sig.0;
+            if taken != sig {
                 self.round &= !bit(sig);
             }
-            if let Some(received) = taken {
-                self.note(sig);
-                return Some(received);
+            // A standard signal is pending once at most.
+            if !Sig(taken).is_real_time() {
+                self.round &= !bit(taken);
             }
+            // The round is done: the next one begins with the wait's read.
+            self.backlog = self.round != 0;
+            self.note(taken);
+            return Some(received);
         }
     }
 }
@@ -471,9 +500,9 @@ fn pending() -> KernelSet {
     if result == 0 { pending } else { 0 }
 }
 
-/// Takes one pending `sig` without waiting, if there is one.
-fn take(sig: i32) -> Option<Received> {
-    wait_once(bit(sig), Some(Duration::ZERO)).ok()
+/// Takes one pending signal of `set` without waiting, if there is one.
+fn take(set: KernelSet) -> Option<Received> {
+    wait_once(set, Some(Duration::ZERO)).ok()
 }
 
 /// Blocks until at least one signal can be read from the signalfd `fd`, then takes a second
@@ -877,7 +906,15 @@ mod tests {
             let mut order = Order::default();
             order.note(rtmin);
             let mut taken = Vec::new();
-            while let Some(received) = order.take_pending() {
+            // Rounds as take_next has them, with the wait's read (here: one, lowest first)
+            // between them.
+            let read = |order: &mut Order| {
+                let received = wait_once(blocked, Some(Duration::ZERO)).ok()?;
+                order.note(received.sig.0);
+                order.backlog = true;
+                Some(received)
+            };
+            while let Some(received) = order.take_pending().or_else(|| read(&mut order)) {
                 let value = received.queued.map(|q| q.value);
                 taken.push((received.sig.0, value));
                 if taken.len() > 1001 {
@@ -891,6 +928,33 @@ mod tests {
                 .filter_map(|&(s, v)| v.filter(|_| s == rtmin))
                 .collect();
             assert_eq!(firsts, (0..1000).collect::<Vec<u64>>(), "in arrival order");
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// The round's last signal taken, the next round begins with the wait's read, which takes
+    /// what is pending or waits: no look first, which might find nothing.
+    #[test]
+    fn a_round_that_took_its_last_signal_hands_over_to_the_wait() {
+        std::thread::spawn(|| {
+            let blocked = bit(libc::SIGUSR1) | bit(libc::SIGUSR2);
+            set_mask(libc::SIG_BLOCK, &blocked, None).unwrap();
+            // SAFETY: signals to this thread alone, blocked in it.
+            unsafe {
+                for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+                    libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
+                }
+            }
+            let mut order = Order {
+                backlog: true,
+                ..Order::default()
+            };
+            assert!(order.take_pending().is_some());
+            assert!(order.backlog, "one of the round is left");
+            assert!(order.take_pending().is_some());
+            assert!(!order.backlog, "the round is done");
+            assert_eq!(pending() & blocked, 0);
         })
         .join()
         .unwrap();

@@ -123,6 +123,69 @@ fn a_signal_forwarded_one_at_a_time_costs_two_system_calls() {
     );
 }
 
+/// Under strace, a storm of K real-time signals of four kinds, queued while ferrinit is
+/// stopped, so that it finds them pending and takes them in rounds: from the first forward to the
+/// last, two system calls per signal still, every look at what is pending paid for by a read
+/// of two, and no take that comes back empty.
+#[test]
+fn a_storm_of_queued_signals_costs_two_system_calls_per_signal() {
+    assert!(
+        have("strace"),
+        "strace is missing: install the Debian package strace"
+    );
+    const K: usize = 400;
+    let trace = scratch_dir("storm").join("trace");
+    let mut command = clean_command("strace", ["-o".as_ref(), trace.as_os_str()]);
+    command.args([ferrinit_testkit::ferrinit().as_os_str()]);
+    command.args(["-s", "--", probe_arg(), "siginfo"]);
+    let mut running = Running::start(command);
+    running.expect_stdout("probe ready");
+    let init = children_of(running.pid())[0];
+    // One first, so that ferrinit waits in its signalfd read; then a backlog.
+    send(init, libc::SIGUSR1);
+    running.expect_stdout("probe got SIGUSR1");
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        matches!(process_state(init).as_deref(), Some("T" | "t"))
+    });
+    for k in 0..K {
+        send(init, rtmin((k % 4) as i32));
+    }
+    send(init, libc::SIGCONT);
+    for _ in 0..K {
+        running.expect_stdout("probe got SIGRT");
+    }
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).expect("strace's output");
+    let calls: Vec<&str> = trace
+        .lines()
+        .filter(|l| !l.starts_with("+++") && !l.starts_with("---"))
+        .collect();
+    // The storm's forwards: SIGCONT's too, which ferrinit takes and forwards among them.
+    let kills: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("kill(") && !calls[i].contains("SIGUSR1"))
+        .collect();
+    let queued = kills
+        .iter()
+        .filter(|&&i| calls[i].contains("SIGRT"))
+        .count();
+    assert_eq!(queued, K, "forwards in the trace:\n{trace}");
+    assert!(
+        calls.iter().any(|c| c.starts_with("rt_sigpending([RT")),
+        "no backlog was ever found: the storm did not test rounds"
+    );
+    let (first, last) = (kills[0], kills[kills.len() - 1]);
+    assert!(
+        last - first <= 2 * (kills.len() - 1),
+        "{} system calls for {} forwards:\n{}",
+        last - first,
+        kills.len() - 1,
+        calls[first..=last].join("\n")
+    );
+}
+
 /// `sigqueue(pid, sig, value)` from this process, as the raw system call.
 fn sigqueue(pid: i32, sig: i32, value: usize) {
     // The SI_QUEUE layout of a siginfo_t on 64-bit Linux: three ints and padding, then the
