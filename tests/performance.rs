@@ -3,7 +3,7 @@
 
 use ferrinit_testkit::{
     Running, as_pid1, as_process, children_of, clean_command, eventually, have, probe,
-    process_state, rtmin, scratch_dir,
+    process_state, rtmin, scratch_dir, sigqueue,
 };
 
 fn probe_arg() -> &'static str {
@@ -176,45 +176,16 @@ fn a_storm_of_queued_signals_costs_two_system_calls_per_signal() {
         calls.iter().any(|c| c.starts_with("rt_sigpending([RT")),
         "no backlog was ever found: the storm did not test rounds"
     );
+    // Plus one: when SIGCONT comes alone to a read (as it does when the kernel wakes ferrinit
+    // before the storm is seen), the first look at the backlog has no second signal to pay for it.
     let (first, last) = (kills[0], kills[kills.len() - 1]);
     assert!(
-        last - first <= 2 * (kills.len() - 1),
+        last - first <= 2 * (kills.len() - 1) + 1,
         "{} system calls for {} forwards:\n{}",
         last - first,
         kills.len() - 1,
         calls[first..=last].join("\n")
     );
-}
-
-/// `sigqueue(pid, sig, value)` from this process, as the raw system call.
-fn sigqueue(pid: i32, sig: i32, value: usize) {
-    // The SI_QUEUE layout of a siginfo_t on 64-bit Linux: three ints and padding, then the
-    // sender's pid and uid and the value; 128 bytes in all.
-    #[repr(C)]
-    struct QueueInfo {
-        signo: i32,
-        errno: i32,
-        code: i32,
-        pad: i32,
-        pid: libc::pid_t,
-        uid: libc::uid_t,
-        value: usize,
-        rest: [u64; 12],
-    }
-    // SAFETY: getpid and getuid have no preconditions.
-    let info = QueueInfo {
-        signo: sig,
-        errno: 0,
-        code: libc::SI_QUEUE,
-        pad: 0,
-        pid: unsafe { libc::getpid() },
-        uid: unsafe { libc::getuid() },
-        value,
-        rest: [0; 12],
-    };
-    // SAFETY: a siginfo_t's 128 bytes with si_code SI_QUEUE, which the kernel accepts.
-    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
-    assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
 }
 
 /// ferrinit takes a signal in three ways: its first wait (`sigtimedwait`), a read of its

@@ -2,7 +2,7 @@
 //! second SIG goes through at once.
 
 use ferrinit_testkit::{
-    Running, as_pid1, eventually, probe, rtmin, waits_for_signals_with_timeout,
+    Running, as_pid1, eventually, probe, rtmin, sigqueue, waits_for_signals_with_timeout,
     waits_for_signals_without_timeout,
 };
 
@@ -138,36 +138,4 @@ fn a_delayed_real_time_signal_loses_no_instance_and_keeps_its_order() {
     let out = running.finish();
     assert_eq!(out.code(), 0, "{:?}", out.stderr);
     assert!(out.stdout.is_empty(), "nothing else: {:?}", out.stdout);
-}
-
-/// `sigqueue(pid, sig, value)`, as the raw system call.
-fn sigqueue(pid: i32, sig: i32, value: usize) {
-    // SAFETY: siginfo_t is plain data.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    info.si_signo = sig;
-    info.si_code = libc::SI_QUEUE;
-    // The SI_QUEUE layout of the union at byte 16 of a 64-bit siginfo_t: pid, uid, value.
-    #[repr(C)]
-    struct Rt {
-        pid: libc::pid_t,
-        uid: libc::uid_t,
-        value: usize,
-    }
-    // SAFETY: siginfo_t is 128 bytes; its union starts at byte 16 on 64-bit Linux.
-    unsafe {
-        let rt = (&raw mut info).cast::<u8>().add(16).cast::<Rt>();
-        rt.write_unaligned(Rt {
-            pid: libc::getpid(),
-            uid: libc::getuid(),
-            value,
-        });
-    }
-    // SAFETY: a valid siginfo_t with si_code SI_QUEUE, which the kernel accepts.
-    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
-    assert_eq!(
-        sent,
-        0,
-        "rt_sigqueueinfo: {}",
-        std::io::Error::last_os_error()
-    );
 }

@@ -4,7 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 
-use ferrinit_testkit::{Running, as_pid1, as_process, children_of, probe, rtmin, scratch_dir};
+use ferrinit_testkit::{
+    Running, as_pid1, as_process, children_of, probe, rtmin, scratch_dir, sigqueue,
+};
 
 fn probe_arg() -> &'static str {
     probe().to_str().expect("utf-8 path")
@@ -181,38 +183,6 @@ fn finish_cleanly(mut running: Running) {
     let out = running.finish();
     assert_eq!(out.code(), 0, "{:?}", out.stderr);
     assert!(out.stdout.is_empty(), "nothing else: {:?}", out.stdout);
-}
-
-/// `sigqueue(pid, sig, value)`, as the raw system call.
-fn sigqueue(pid: i32, sig: i32, value: usize) {
-    // SAFETY: siginfo_t is plain data.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    info.si_signo = sig;
-    info.si_code = libc::SI_QUEUE;
-    // The SI_QUEUE layout after the three ints (and padding): pid, uid, value.
-    #[repr(C)]
-    struct Rt {
-        pid: libc::pid_t,
-        uid: libc::uid_t,
-        value: usize,
-    }
-    // SAFETY: siginfo_t is 128 bytes; its union starts at byte 16 on 64-bit Linux.
-    unsafe {
-        let rt = (&raw mut info).cast::<u8>().add(16).cast::<Rt>();
-        rt.write_unaligned(Rt {
-            pid: libc::getpid(),
-            uid: libc::getuid(),
-            value,
-        });
-    }
-    // SAFETY: a valid siginfo_t with si_code SI_QUEUE, which the kernel accepts.
-    let sent = unsafe { libc::syscall(libc::SYS_rt_sigqueueinfo, pid, sig, &raw const info) };
-    assert_eq!(
-        sent,
-        0,
-        "rt_sigqueueinfo: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 const FAULTS: [(i32, &str); 7] = [
