@@ -955,13 +955,16 @@ fn cgroup_level_janitor_is_named_leaves_the_cwd_and_cannot_hold_ferrinit_up_when
     command.current_dir(&dir);
     let mut running = Running::start(command);
     running.expect_stdout("ready");
-    let janitor = children_of(running.pid())
-        .into_iter()
-        .find(|pid| {
+    // The watcher names itself once it runs, which a loaded machine may not have let it do yet.
+    let mut found = None;
+    eventually("a child named ferrinit-watch", || {
+        found = children_of(running.pid()).into_iter().find(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default()
                 == "ferrinit-watch\n"
-        })
-        .expect("a child named ferrinit-watch");
+        });
+        found.is_some()
+    });
+    let janitor = found.expect("found");
     let cwd = std::fs::read_link(format!("/proc/{janitor}/cwd")).unwrap();
     assert_eq!(cwd, std::path::Path::new("/"), "the user's cwd stays free");
     // SAFETY: kill has no memory-safety preconditions; `janitor` is our descendant.
