@@ -206,63 +206,60 @@ fn an_oom_kill_of_another_process_is_not_claimed_as_the_childs(cgroup: &MemoryCg
     assert_eq!(report(&path)["oom_killed"], true);
 }
 
-fn needs_root_for_cgroups() -> bool {
-    require_root("the OOM tests make memory cgroups")
+/// A memory cgroup of cgroup `version` (1 or 2) for one test, or `None` when the test may not
+/// run: without root, or on a host without that memory controller, each of which fails the test
+/// unless FERRINIT_TEST_SKIP names it.
+fn memory_cgroup(version: u8, name: &str) -> Option<MemoryCgroup> {
+    if !require_root("the OOM tests make memory cgroups") {
+        return None;
+    }
+    let (cgroup, feature, what) = match version {
+        1 => (
+            MemoryCgroup::v1(name),
+            "cgroup-v1-memory",
+            "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)",
+        ),
+        _ => (
+            MemoryCgroup::v2(name),
+            "cgroup-v2-memory",
+            "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)",
+        ),
+    };
+    if !require_host(feature, cgroup.is_some(), what) {
+        return None;
+    }
+    cgroup
 }
 
 #[test]
 fn oom_kill_is_named_from_the_v1_memory_oom_control_on_hosts_with_a_v1_memory_controller() {
-    if !needs_root_for_cgroups() {
+    let Some(cgroup) = memory_cgroup(1, "oom-v1") else {
         return;
-    }
-    let cgroup = MemoryCgroup::v1("oom-v1");
-    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
-    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
-        return;
-    }
-    let Some(cgroup) = cgroup else { return };
+    };
     oom_kill_is_named_as_the_cause(&cgroup);
 }
 
 #[test]
 fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_controller() {
-    if !needs_root_for_cgroups() {
+    let Some(cgroup) = memory_cgroup(2, "oom-v2") else {
         return;
-    }
-    let cgroup = MemoryCgroup::v2("oom-v2");
-    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
-    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
-        return;
-    }
-    let Some(cgroup) = cgroup else { return };
+    };
     oom_kill_is_named_as_the_cause(&cgroup);
 }
 
 #[test]
 fn an_oom_kill_of_another_process_in_the_v1_memory_cgroup_is_not_claimed_as_the_childs() {
-    if !needs_root_for_cgroups() {
+    let Some(cgroup) = memory_cgroup(1, "oom-elsewhere-v1") else {
         return;
-    }
-    let cgroup = MemoryCgroup::v1("oom-elsewhere-v1");
-    let what = "cgroup v1 memory controller (a pure cgroup v2 host; see the v2 test)";
-    if !require_host("cgroup-v1-memory", cgroup.is_some(), what) {
-        return;
-    }
-    let Some(cgroup) = cgroup else { return };
+    };
     an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
 }
 
 #[test]
 fn an_oom_kill_of_another_process_in_the_v2_memory_cgroup_is_not_claimed_as_the_childs() {
-    if !needs_root_for_cgroups() {
+    let Some(cgroup) = memory_cgroup(2, "oom-elsewhere-v2") else {
         return;
-    }
-    let cgroup = MemoryCgroup::v2("oom-elsewhere-v2");
-    let what = "cgroup v2 memory controller (a hybrid host keeps memory on v1; see the v1 test)";
-    if !require_host("cgroup-v2-memory", cgroup.is_some(), what) {
-        return;
-    }
-    let Some(cgroup) = cgroup else { return };
+    };
     an_oom_kill_of_another_process_is_not_claimed_as_the_childs(&cgroup);
 }
 

@@ -7,10 +7,10 @@
 //! (10 s: 4.3 ignores terminationGracePeriodSeconds), and `kube down` only cleans up.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use ferrinit_testkit::containers::images;
+use ferrinit_testkit::containers::{images, podman_ok};
 use ferrinit_testkit::{
     Running, eventually, require, require_root, scratch_dir, stall_timeout, workspace_root,
 };
@@ -29,31 +29,9 @@ fn podman_usable() -> bool {
     require_root("podman runs as root here") && require("podman") && require("catatonit")
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "stdout {:?} stderr {:?}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `podman ARGS` in the test kit's private storage, to completion; stdout on success.
 fn podman(args: &[&str]) -> String {
-    podman_with(images().podman(), args)
-}
-
-fn podman_with(mut command: Command, args: &[&str]) -> String {
-    let output = command
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run podman");
-    assert!(
-        output.status.success(),
-        "podman {args:?} failed: {}",
-        text(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    podman_ok(images().podman(), args)
 }
 
 /// Builds the images the manifests name, once, from examples/kubernetes/Containerfile*.
@@ -136,7 +114,7 @@ impl Pod {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        podman_with(self.command(), args)
+        podman_ok(self.command(), args)
     }
 
     /// Kubernetes names a pod's container POD-CONTAINER.

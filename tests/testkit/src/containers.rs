@@ -79,18 +79,7 @@ impl Images {
     }
 
     fn podman_ok(&self, args: &[&str]) -> String {
-        let output = self
-            .podman()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run podman");
-        assert!(
-            output.status.success(),
-            "podman {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        podman_ok(self.podman(), args)
     }
 
     fn build(&mut self) {
@@ -294,4 +283,21 @@ pub fn entrypoint_program() -> &'static Path {
             .map(String::as_str)
             .unwrap_or("?"),
     )
+}
+
+/// `podman ARGS` (with `command`'s storage and configuration), to completion: its stdout, or a
+/// failure that shows both of its outputs.
+pub fn podman_ok(mut command: Command, args: &[&str]) -> String {
+    let output = command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run podman");
+    assert!(
+        output.status.success(),
+        "podman {args:?} failed: stdout {:?} stderr {:?}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
