@@ -74,11 +74,36 @@ pub fn artifacts() -> &'static Artifacts {
                 .cloned()
                 .unwrap_or_else(|| panic!("cargo built no '{name}': {built:?}"))
         };
-        Artifacts {
+        reachable_by_anyone(Artifacts {
             ferrinit: find("ferrinit"),
             probe: find("probe"),
-        }
+        })
     })
+}
+
+/// Copies of the binaries in a directory every user may enter. Tests run them as uid 65534 too
+/// (`--contain` rootless, RLIMIT_NPROC as nobody), and a checkout may sit in a directory only its
+/// owner may enter (a `mktemp -d` clone is mode 0700): there, nobody could not even exec them.
+fn reachable_by_anyone(built: Artifacts) -> Artifacts {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = std::env::temp_dir();
+    remove_stale(&parent, "ferrinit-test-bin");
+    let dir = parent.join(format!("ferrinit-test-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the binaries' directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .expect("make the binaries' directory enterable");
+    let copy = |from: &Path| {
+        let to = dir.join(from.file_name().expect("a file name"));
+        std::fs::copy(from, &to).expect("copy a binary under test");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))
+            .expect("make a binary under test executable by anyone");
+        to
+    };
+    Artifacts {
+        ferrinit: copy(&built.ferrinit),
+        probe: copy(&built.probe),
+    }
 }
 
 /// The README's and the Dockerfile's plain `cargo build --release`, static by the repository's
