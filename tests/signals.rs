@@ -146,8 +146,7 @@ fn a_forwarding_error_is_logged_and_not_fatal() {
     }
     // ferrinit runs as nobody; its child makes itself root for real: ferrinit may no longer
     // signal it (EPERM), and must carry on.
-    let dir = scratch_dir("eperm");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = ferrinit_testkit::scratch_dir_for_anyone("ferrinit-eperm");
     let setuid_probe = dir.join("probe");
     std::fs::copy(probe(), &setuid_probe).unwrap();
     std::fs::set_permissions(&setuid_probe, std::fs::Permissions::from_mode(0o4755)).unwrap();

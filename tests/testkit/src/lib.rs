@@ -86,13 +86,7 @@ pub fn artifacts() -> &'static Artifacts {
 /// owner may enter (a `mktemp -d` clone is mode 0700): there, nobody could not even exec them.
 fn reachable_by_anyone(built: Artifacts) -> Artifacts {
     use std::os::unix::fs::PermissionsExt;
-    let parent = std::env::temp_dir();
-    remove_stale(&parent, "ferrinit-test-bin");
-    let dir = parent.join(format!("ferrinit-test-bin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create the binaries' directory");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .expect("make the binaries' directory enterable");
+    let dir = scratch_dir_for_anyone("ferrinit-test-bin");
     let copy = |from: &Path| {
         let to = dir.join(from.file_name().expect("a file name"));
         std::fs::copy(from, &to).expect("copy a binary under test");
@@ -636,6 +630,21 @@ pub fn remove_stale(parent: &Path, name: &str) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// A fresh directory that every user may enter, under the system's temporary directory (the
+/// workspace may sit where only its owner may): for what tests run as another user. Removed by a
+/// later run once the test process that made it is gone.
+pub fn scratch_dir_for_anyone(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = std::env::temp_dir();
+    remove_stale(&parent, name);
+    let dir = parent.join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .expect("make a scratch directory enterable by anyone");
+    dir
 }
 
 /// A fresh scratch directory under the target directory. It stays after the test for
