@@ -119,20 +119,19 @@ fn supervise(
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
-    let spawned = match spawn::spawn(
+    let child = match spawn::spawn(
         command,
         environ,
         signals,
         give_terminal,
         config.process_group,
     ) {
-        Ok(spawned) => spawned,
+        Ok(child) => child,
         Err(e) => {
             error!("{e}");
             return e.exit_code();
         }
     };
-    let child = spawned.pid;
     let stop = job.stop(terminal.as_ref());
     let keep: Vec<_> = stop
         .as_ref()
@@ -148,31 +147,21 @@ fn supervise(
 
     let mut supervisor = Supervisor::new(config, child, terminal, stop, signals);
     let status = supervisor.wait_for_child();
-    // The child is reaped: had its exec failed, it said why before exiting.
-    let code = match spawned.exec_error() {
-        Some(e) => {
-            error!("{e}");
-            // As with tini, whose child exits 126 or 127 itself: `-e` applies.
-            config
-                .remap_exit
-                .exit_code(ChildStatus::Exited(e.exit_code()))
-        }
-        None => {
-            let core_dumped = supervisor.reaper.main_core_dumped;
-            watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
-            if let Some(grace) = config.grace_period {
-                signals.release_descriptor();
-                *drained = drain(
-                    signals,
-                    &mut supervisor.reaper,
-                    &mut supervisor.forwarding,
-                    grace,
-                    config.drain_signal,
-                );
-            }
-            config.remap_exit.exit_code(status)
-        }
-    };
+    // Had its exec failed, the child said why and exited 126 or 127: passed on like any code,
+    // as tini does (`-e` applies).
+    let core_dumped = supervisor.reaper.main_core_dumped;
+    watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
+    if let Some(grace) = config.grace_period {
+        signals.release_descriptor();
+        *drained = drain(
+            signals,
+            &mut supervisor.reaper,
+            &mut supervisor.forwarding,
+            grace,
+            config.drain_signal,
+        );
+    }
+    let code = config.remap_exit.exit_code(status);
     if let Some(terminal) = &supervisor.terminal {
         terminal.take_back(child);
     }
