@@ -37,6 +37,17 @@ impl Argv {
         }
     }
 
+    /// Whether `-p`/`--pdeathsig` may be among the options, before they are parsed: for the
+    /// parent's pid, which must be read first thing (lib.rs). An over-approximation, never a
+    /// miss: any argument before `--` that starts with `-` and holds a `p` (`-sp`, `--pdeathsig`,
+    /// but also `--exit-report`, or a command's `-p`).
+    pub fn may_ask_for_parent_death_signal(self) -> bool {
+        (1..self.argc)
+            .map(|i| self.arg(i).to_bytes())
+            .take_while(|arg| *arg != b"--")
+            .any(|arg| arg.first() == Some(&b'-') && arg.contains(&b'p'))
+    }
+
     /// `argv[i]`, for `i < argc`.
     fn arg(self, i: usize) -> &'static CStr {
         debug_assert!(i < self.argc);
@@ -765,6 +776,25 @@ mod tests {
 
     fn no_env(_: &str) -> Option<OsString> {
         None
+    }
+
+    #[test]
+    fn every_way_of_giving_pdeathsig_is_seen_before_parsing() {
+        for args in [
+            &["-p", "KILL", "x"][..],
+            &["-pKILL", "x"],
+            &["-spKILL", "x"],
+            &["-s", "-p", "9", "--", "x"],
+            &["--pdeathsig", "TERM", "x"],
+            &["--pdeathsig=TERM", "x"],
+            &["-v", "--pdeathsig=TERM", "--", "x", "--"],
+        ] {
+            assert!(config(args).pdeathsig.is_some(), "{args:?}");
+            assert!(os(args).may_ask_for_parent_death_signal(), "{args:?}");
+        }
+        for args in [&["--", "x", "-p"][..], &["-s", "-g", "x"], &[]] {
+            assert!(!os(args).may_ask_for_parent_death_signal(), "{args:?}");
+        }
     }
 
     fn config(args: &[&str]) -> Config {

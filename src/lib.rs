@@ -32,17 +32,19 @@ pub use log::write_without_blocking;
 /// # Safety
 /// `argv` must hold `argc` valid C strings, as the C runtime passes them to `main`.
 pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the caller passes the C runtime's argc and argv, which nothing changes.
+    let argv = unsafe { cli::Argv::from_c(argc, argv) };
     // Before anything that takes time: `-p` must notice a parent that died since our exec, and
-    // once it has died getppid names whoever adopted us instead.
-    let parent = nix::unistd::getppid();
+    // once it has died getppid names whoever adopted us instead. Only `-p` needs it.
+    let parent = argv
+        .may_ask_for_parent_death_signal()
+        .then(nix::unistd::getppid);
     // Then at once, so that no signal is lost before the loop, and none kills us meanwhile.
     let signals = match signals::SignalState::take_over() {
         Ok(signals) => signals,
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
     fds::reserve_closed_stdio();
-    // SAFETY: the caller passes the C runtime's argc and argv, which nothing changes.
-    let argv = unsafe { cli::Argv::from_c(argc, argv) };
     let environ = environ::Environ::capture();
     let config = match cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned)) {
         Ok(cli::Action::Run(config)) => config,

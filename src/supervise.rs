@@ -21,8 +21,8 @@ use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
 use crate::tty::{Stop, Terminal};
 
-/// `parent`: ferrinit's parent when it started (for `-p`).
-pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+/// `parent`: ferrinit's parent when it started (for `-p`; read only when `-p` may be given).
+pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Option<Pid>) -> u8 {
     run_as(config, environ, signals, parent, JobControl::Detect)
 }
 
@@ -52,7 +52,7 @@ pub fn run_as(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
 ) -> u8 {
     run_then(config, environ, signals, parent, job, || 0)
@@ -64,7 +64,7 @@ pub fn run_and_sweep(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     sweep: impl FnOnce() -> usize,
 ) -> u8 {
     run_then(config, environ, signals, parent, JobControl::Detect, sweep)
@@ -74,7 +74,7 @@ fn run_then(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
     sweep: impl FnOnce() -> usize,
 ) -> u8 {
@@ -105,7 +105,7 @@ fn supervise(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
     watch: &mut Watch,
     drained: &mut Drained,
@@ -372,7 +372,7 @@ fn pause(
 
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
-fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), String> {
+fn become_reaper(config: &Config, parent: Option<Pid>, pid: libc::pid_t) -> Result<(), String> {
     set_parent_death_signal(config, parent)?;
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
@@ -396,7 +396,7 @@ fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), S
 
 /// `-p`: the signal ferrinit gets when `parent` (its parent when it started) dies; raised at
 /// once should it have died already.
-pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
+pub fn set_parent_death_signal(config: &Config, parent: Option<Pid>) -> Result<(), String> {
     let Some(sig) = config.pdeathsig else {
         return Ok(());
     };
@@ -407,8 +407,9 @@ pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), Strin
             Errno::last()
         ));
     }
-    // The parent may have died before the request: then the signal would never come.
-    if nix::unistd::getppid() != parent {
+    // The parent may have died before the request: then the signal would never come. (`parent`
+    // is always known here: lib.rs reads it whenever the arguments may hold `-p`.)
+    if parent.is_some_and(|parent| nix::unistd::getppid() != parent) {
         // SAFETY: raising a signal has no memory-safety preconditions.
         unsafe { libc::raise(sig.number()) };
     }
