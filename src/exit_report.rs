@@ -8,17 +8,19 @@
 //! The counter is the cgroup's, not the child's: a rise says the OOM killer killed something in
 //! the cgroup meanwhile, which is all ferrinit claims.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::drain::Drained;
 use crate::exit_status::ChildStatus;
+use crate::fds;
 use crate::log::{info, warning};
 use crate::mounts;
 use crate::signals::Sig;
@@ -79,11 +81,15 @@ impl Watch {
     /// Call before the child exists: starts the clock, reads the cgroup's OOM-kill counter, and
     /// opens the report (see [`Report::open`]), so that a path that cannot be written fails the
     /// run before anything has run.
+    ///
+    /// The counter comes first: it opens ferrinit's first descriptor (see [`OomCounter::find`]).
     pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
+        let started = Instant::now();
+        let oom_counter = OomCounter::find();
         let report = report.map(Report::open).transpose()?;
         Ok(Watch {
-            started: Instant::now(),
-            oom_counter: OomCounter::find(),
+            started,
+            oom_counter,
             report,
             death: None,
         })
@@ -314,54 +320,66 @@ fn push_json_string(out: &mut String, text: &str) {
 /// The `oom_kill` counter of ferrinit's memory cgroup, which the child starts in.
 struct OomCounter {
     before: u64,
+    /// The counter's file, found at the start: read again at the end, it is the same cgroup's
+    /// even if ferrinit was moved meanwhile.
+    file: CString,
 }
 
 impl OomCounter {
     /// cgroup v1 `memory.oom_control` if the memory controller is on a v1 hierarchy, else cgroup
     /// v2 `memory.events`. A controller lives in one hierarchy only, so at most one applies.
     /// `None` when there is no memory controller to read, or it cannot be read.
+    ///
+    /// Every run does this at start-up, so the usual case (hierarchies mounted where systemd,
+    /// Docker and Kubernetes mount them, whole) allocates only the file's name and makes four
+    /// system calls: its two descriptors are left open (close-on-exec), for the sweep of what
+    /// ferrinit inherited to close right after the spawn (`fds::close_all_except`), instead of a
+    /// close each. Only a hierarchy mounted elsewhere, or in part (a container's bind mount),
+    /// costs a read of the mount table.
     fn find() -> Option<OomCounter> {
-        Some(OomCounter {
-            before: read_counter()?,
+        let mut buf = [0u8; 2048];
+        // The first descriptor of ferrinit's own: it tells whether stdio is all open (fds.rs).
+        let cgroups = read_fd(fds::open_first(c"/proc/self/cgroup")?, &mut buf)?;
+        let cgroups = std::str::from_utf8(cgroups).ok()?;
+        conventional_counter(cgroups).or_else(|| {
+            let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
+            let file = counter_file(cgroups, &mountinfo)?;
+            let before = oom_kill_count(read_small(&file)?.as_bytes())?;
+            let file = CString::new(file.into_os_string().into_vec()).ok()?;
+            Some(OomCounter { before, file })
         })
     }
 
     /// Whether the OOM killer killed anything in the cgroup since the start.
     fn rose(&self) -> bool {
-        read_counter().is_some_and(|now| now > self.before)
+        let mut buf = [0u8; 512];
+        let now = open(&self.file).and_then(|fd| {
+            let count = read_fd(fd, &mut buf).and_then(oom_kill_count);
+            // SAFETY: closing the descriptor opened above.
+            unsafe { libc::close(fd) };
+            count
+        });
+        now.is_some_and(|now| now > self.before)
     }
-}
-
-/// The counter now. Every run reads it at start-up, so the usual case (hierarchies mounted where
-/// systemd, Docker and Kubernetes mount them, whole) allocates nothing and makes six system
-/// calls; only a hierarchy mounted elsewhere, or in part (a container's bind mount), costs a
-/// read of the mount table.
-fn read_counter() -> Option<u64> {
-    let mut buf = [0u8; 2048];
-    let cgroups = std::str::from_utf8(read_into(c"/proc/self/cgroup", &mut buf)?).ok()?;
-    conventional_count(cgroups).or_else(|| {
-        let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
-        let file = counter_file(cgroups, &mountinfo)?;
-        oom_kill_count(&read_small(&file)?)
-    })
 }
 
 /// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
 /// `/sys/fs/cgroup/unified` (v2).
-fn conventional_count(cgroups: &str) -> Option<u64> {
+fn conventional_counter(cgroups: &str) -> Option<OomCounter> {
     match mounts::v1_memory_cgroup(cgroups) {
-        Some(path) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+        Some(path) => counter_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
         None => {
             let path = mounts::v2_cgroup(cgroups)?;
             ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
                 .iter()
-                .find_map(|mount| count_at(&[mount, path, "/memory.events"]))
+                .find_map(|mount| counter_at(&[mount, path, "/memory.events"]))
         }
     }
 }
 
-/// The counter in the file whose path is `parts` joined, built on the stack.
-fn count_at(parts: &[&str]) -> Option<u64> {
+/// The counter in the file whose path is `parts` joined, built on the stack. Its descriptor is
+/// left open (see [`OomCounter::find`]).
+fn counter_at(parts: &[&str]) -> Option<OomCounter> {
     // Longer paths are left to the fallback, which reads the mount table anyway.
     let mut path = [0u8; 512];
     let mut len = 0;
@@ -371,22 +389,25 @@ fn count_at(parts: &[&str]) -> Option<u64> {
         len += part.len();
     }
     *path.get_mut(len)? = 0;
-    let path = CStr::from_bytes_with_nul(&path[..=len]).ok()?;
+    let file = CStr::from_bytes_with_nul(&path[..=len]).ok()?;
     let mut buf = [0u8; 512];
-    oom_kill_count(std::str::from_utf8(read_into(path, &mut buf)?).ok()?)
+    let before = oom_kill_count(read_fd(open(file)?, &mut buf)?)?;
+    Some(OomCounter {
+        before,
+        file: file.to_owned(),
+    })
 }
 
-/// A small file read whole into `buf`: open, one read, close. `None` if it does not fit.
-fn read_into<'a>(path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    // SAFETY: a valid C string; the descriptor is ours and closed below.
+fn open(path: &CStr) -> Option<RawFd> {
+    // SAFETY: a valid C string.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
+    (fd >= 0).then_some(fd)
+}
+
+/// A small file read whole into `buf` with one read. `None` if it does not fit.
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<&[u8]> {
     // SAFETY: `buf` is writable for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
     let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
     Some(&buf[..n])
 }
@@ -397,15 +418,15 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
-fn oom_kill_count(text: &str) -> Option<u64> {
-    let at = if text.starts_with("oom_kill ") {
+fn oom_kill_count(text: &[u8]) -> Option<u64> {
+    let at = if text.starts_with(b"oom_kill ") {
         0
     } else {
-        mounts::find(text.as_bytes(), b"\noom_kill ")? + 1
+        mounts::find(text, b"\noom_kill ")? + 1
     };
-    let digits = text[at + "oom_kill ".len()..]
-        .bytes()
-        .take_while(u8::is_ascii_digit);
+    let digits = text[at + b"oom_kill ".len()..]
+        .iter()
+        .take_while(|d| d.is_ascii_digit());
     digits.into_iter().try_fold(0u64, |n, d| {
         n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
@@ -467,9 +488,9 @@ mod tests {
     fn reads_the_oom_kill_line_of_either_version() {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         let v2 = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
-        assert_eq!(oom_kill_count(v1), Some(3));
-        assert_eq!(oom_kill_count(v2), Some(1));
-        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
+        assert_eq!(oom_kill_count(v1.as_bytes()), Some(3));
+        assert_eq!(oom_kill_count(v2.as_bytes()), Some(1));
+        assert_eq!(oom_kill_count(b"oom_kill_disable 0\n"), None);
     }
 
     #[test]

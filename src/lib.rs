@@ -1,7 +1,7 @@
 //! ferrinit: a tiny init for containers and PID namespaces.
 //!
 //! Read in run order, as [`main`] has it: note the parent (for `-p`) → signals (block them all)
-//! → fds (fill closed stdio) → environ → cli → supervise (become a reaper, spawn, forward and
+//! → environ → cli → fds (fill closed stdio) → supervise (become a reaper, spawn, forward and
 //! reap, drain) → exit with the code from exit_status.
 
 mod cgroup;
@@ -44,7 +44,6 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Ok(signals) => signals,
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
-    fds::reserve_closed_stdio();
     let environ = environ::Environ::capture();
     let config = match cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned)) {
         Ok(cli::Action::Run(config)) => config,
@@ -52,8 +51,15 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
+    // Closed stdio is filled before ferrinit opens a descriptor it keeps (fds.rs). Without
+    // --contain, the first is the exit report's look at the memory cgroup, through
+    // fds::open_first, which fills it at no cost when nothing is closed; --contain opens its own
+    // before that.
     let code = match config.contain {
-        Some(level) => contain::run(&config, &environ, &signals, level, parent),
+        Some(level) => {
+            fds::reserve_closed_stdio();
+            contain::run(&config, &environ, &signals, level, parent)
+        }
         None => supervise::run(&config, &environ, &signals, parent),
     };
     // Straight out: every log line has gone to stderr with its own write, and nothing else is
