@@ -8,12 +8,12 @@
 //! The counter is the cgroup's, not the child's: a rise says the OOM killer killed something in
 //! the cgroup meanwhile, which is all ferrinit claims.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{Seek as _, SeekFrom, Write as _};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStringExt as _;
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -320,82 +320,94 @@ fn push_json_string(out: &mut String, text: &str) {
 /// The `oom_kill` counter of ferrinit's memory cgroup, which the child starts in.
 struct OomCounter {
     before: u64,
-    /// The counter's file, found at the start: read again at the end, it is the same cgroup's
-    /// even if ferrinit was moved meanwhile.
-    file: CString,
 }
 
 impl OomCounter {
-    /// cgroup v1 `memory.oom_control` if the memory controller is on a v1 hierarchy, else cgroup
-    /// v2 `memory.events`. A controller lives in one hierarchy only, so at most one applies.
-    /// `None` when there is no memory controller to read, or it cannot be read.
-    ///
-    /// Every run does this at start-up, so the usual case (hierarchies mounted where systemd,
-    /// Docker and Kubernetes mount them, whole) allocates only the file's name and makes four
-    /// system calls: its two descriptors are left open (close-on-exec), for the sweep of what
-    /// ferrinit inherited to close right after the spawn (`fds::close_all_except`), instead of a
-    /// close each. Only a hierarchy mounted elsewhere, or in part (a container's bind mount),
-    /// costs a read of the mount table.
     fn find() -> Option<OomCounter> {
-        let mut buf = [0u8; 2048];
-        // The first descriptor of ferrinit's own: it tells whether stdio is all open (fds.rs).
-        let cgroups = read_fd(fds::open_first(c"/proc/self/cgroup")?, &mut buf)?;
-        let cgroups = std::str::from_utf8(cgroups).ok()?;
-        conventional_counter(cgroups).or_else(|| {
-            let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
-            let file = counter_file(cgroups, &mountinfo)?;
-            let before = oom_kill_count(read_small(&file)?.as_bytes())?;
-            let file = CString::new(file.into_os_string().into_vec()).ok()?;
-            Some(OomCounter { before, file })
+        Some(OomCounter {
+            before: read_counter(Descriptors::Leave)?,
         })
     }
 
     /// Whether the OOM killer killed anything in the cgroup since the start.
     fn rose(&self) -> bool {
-        let mut buf = [0u8; 512];
-        let now = open(&self.file).and_then(|fd| {
-            let count = read_fd(fd, &mut buf).and_then(oom_kill_count);
-            // SAFETY: closing the descriptor opened above.
-            unsafe { libc::close(fd) };
-            count
-        });
-        now.is_some_and(|now| now > self.before)
+        read_counter(Descriptors::Close).is_some_and(|now| now > self.before)
     }
+}
+
+/// What becomes of the descriptors [`read_counter`] opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Descriptors {
+    /// At start-up: left open (close-on-exec), for the sweep of what ferrinit inherited to close
+    /// right after the spawn (`fds::close_all_except`), instead of a close each. The first is
+    /// ferrinit's first descriptor, which tells whether stdio is all open (`fds::open_first`).
+    Leave,
+    Close,
+}
+
+/// The counter now: cgroup v1 `memory.oom_control` if the memory controller is on a v1
+/// hierarchy, else cgroup v2 `memory.events`. A controller lives in one hierarchy only, so at
+/// most one applies. `None` when there is no memory controller to read, or it cannot be read.
+///
+/// Every run reads it at start-up, so the usual case (hierarchies mounted where systemd, Docker
+/// and Kubernetes mount them, whole) allocates nothing and makes four system calls. Only a
+/// hierarchy mounted elsewhere, or in part (a container's bind mount), costs a read of the
+/// mount table.
+fn read_counter(descriptors: Descriptors) -> Option<u64> {
+    let mut buf = [const { MaybeUninit::uninit() }; 2048];
+    let fd = match descriptors {
+        Descriptors::Leave => fds::open_first(c"/proc/self/cgroup")?,
+        Descriptors::Close => open(c"/proc/self/cgroup")?,
+    };
+    let cgroups = read_fd(fd, &mut buf, descriptors)?;
+    conventional_count(cgroups, descriptors).or_else(|| {
+        let cgroups = std::str::from_utf8(cgroups).ok()?;
+        let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
+        let file = counter_file(cgroups, &mountinfo)?;
+        oom_kill_count(read_small(&file)?.as_bytes())
+    })
 }
 
 /// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
 /// `/sys/fs/cgroup/unified` (v2).
-fn conventional_counter(cgroups: &str) -> Option<OomCounter> {
-    match mounts::v1_memory_cgroup(cgroups) {
-        Some(path) => counter_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+fn conventional_count(cgroups: &[u8], descriptors: Descriptors) -> Option<u64> {
+    match mounts::v1_memory_cgroup_bytes(cgroups) {
+        Some(path) => count_at(
+            &[b"/sys/fs/cgroup/memory", path, b"/memory.oom_control"],
+            descriptors,
+        ),
         None => {
-            let path = mounts::v2_cgroup(cgroups)?;
-            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            let path = mounts::v2_cgroup_bytes(cgroups)?;
+            [&b"/sys/fs/cgroup"[..], b"/sys/fs/cgroup/unified"]
                 .iter()
-                .find_map(|mount| counter_at(&[mount, path, "/memory.events"]))
+                .find_map(|mount| count_at(&[mount, path, b"/memory.events"], descriptors))
         }
     }
 }
 
-/// The counter in the file whose path is `parts` joined, built on the stack. Its descriptor is
-/// left open (see [`OomCounter::find`]).
-fn counter_at(parts: &[&str]) -> Option<OomCounter> {
+/// The counter in the file whose path is `parts` joined, built on the stack.
+fn count_at(parts: &[&[u8]], descriptors: Descriptors) -> Option<u64> {
     // Longer paths are left to the fallback, which reads the mount table anyway.
-    let mut path = [0u8; 512];
+    let mut path: [MaybeUninit<u8>; 512] = [const { MaybeUninit::uninit() }; 512];
     let mut len = 0;
-    for part in parts {
-        path.get_mut(len..len + part.len())?
-            .copy_from_slice(part.as_bytes());
+    for part in parts.iter().chain([&&b"\0"[..]]) {
+        let slots = path.get_mut(len..len + part.len())?;
+        // SAFETY: `slots` is writable for exactly `part.len()` bytes, and apart from `part`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), slots.as_mut_ptr().cast(), part.len())
+        };
         len += part.len();
     }
-    *path.get_mut(len)? = 0;
-    let file = CStr::from_bytes_with_nul(&path[..=len]).ok()?;
-    let mut buf = [0u8; 512];
-    let before = oom_kill_count(read_fd(open(file)?, &mut buf)?)?;
-    Some(OomCounter {
-        before,
-        file: file.to_owned(),
-    })
+    // SAFETY: the first `len` bytes were written just above.
+    let path = unsafe { std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), len) };
+    // The one NUL must be the last byte (a NUL inside the cgroup's path cannot be opened).
+    if mounts::find_byte(path, 0)? != len - 1 {
+        return None;
+    }
+    // SAFETY: checked just above.
+    let file = unsafe { CStr::from_bytes_with_nul_unchecked(path) };
+    let mut buf = [const { MaybeUninit::uninit() }; 512];
+    oom_kill_count(read_fd(open(file)?, &mut buf, descriptors)?)
 }
 
 fn open(path: &CStr) -> Option<RawFd> {
@@ -404,12 +416,18 @@ fn open(path: &CStr) -> Option<RawFd> {
     (fd >= 0).then_some(fd)
 }
 
-/// A small file read whole into `buf` with one read. `None` if it does not fit.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> Option<&[u8]> {
+/// A small file read whole into `buf` with one read, then closed or not as `descriptors` says.
+/// `None` if it does not fit. (`buf` is not zeroed first: this runs at every start.)
+fn read_fd(fd: RawFd, buf: &mut [MaybeUninit<u8>], descriptors: Descriptors) -> Option<&[u8]> {
     // SAFETY: `buf` is writable for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if descriptors == Descriptors::Close {
+        // SAFETY: the caller's descriptor, which it hands over.
+        unsafe { libc::close(fd) };
+    }
     let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
-    Some(&buf[..n])
+    // SAFETY: the read filled the first `n` bytes.
+    Some(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
 }
 
 /// A /proc or cgroup file of any size, for the rare fallback.
@@ -418,18 +436,20 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
-fn oom_kill_count(text: &[u8]) -> Option<u64> {
-    let at = if text.starts_with(b"oom_kill ") {
-        0
-    } else {
-        mounts::find(text, b"\noom_kill ")? + 1
+fn oom_kill_count(mut text: &[u8]) -> Option<u64> {
+    const NAME: &[u8; 9] = b"oom_kill ";
+    let digits = loop {
+        if let Some(rest) = text.strip_prefix(NAME) {
+            break rest;
+        }
+        text = &text[mounts::find_byte(text, b'\n')? + 1..];
     };
-    let digits = text[at + b"oom_kill ".len()..]
+    digits
         .iter()
-        .take_while(|d| d.is_ascii_digit());
-    digits.into_iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+        .take_while(|d| d.is_ascii_digit())
+        .try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
 }
 
 /// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.

@@ -64,6 +64,11 @@ pub fn open_first(path: &CStr) -> Option<RawFd> {
 /// would never see end-of-file). The log's own descriptor of stderr goes too, and is opened
 /// again at the next line.
 pub fn close_all_except(keep: &[RawFd]) {
+    // Usually nothing is kept: no list to build.
+    if keep.iter().all(|&fd| fd < 3) {
+        close_range(3, u32::MAX);
+        return;
+    }
     let mut keep: Vec<u32> = keep
         .iter()
         .filter_map(|&fd| u32::try_from(fd).ok())
