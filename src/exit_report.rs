@@ -436,15 +436,13 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
-fn oom_kill_count(mut text: &[u8]) -> Option<u64> {
-    const NAME: &[u8; 9] = b"oom_kill ";
-    let digits = loop {
-        if let Some(rest) = text.strip_prefix(NAME) {
-            break rest;
-        }
-        text = &text[mounts::find_byte(text, b'\n')? + 1..];
-    };
-    digits
+fn oom_kill_count(text: &[u8]) -> Option<u64> {
+    // A few short lines: looked at one by one.
+    let mut line = 0;
+    while !mounts::starts_with_at(text, line, b"oom_kill ") {
+        line += mounts::find_byte(text.get(line..)?, b'\n')? + 1;
+    }
+    text[line + b"oom_kill ".len()..]
         .iter()
         .take_while(|d| d.is_ascii_digit())
         .try_fold(0u64, |n, d| {

@@ -45,9 +45,11 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
     let environ = environ::Environ::capture();
-    let config = match cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned)) {
+    // Borrowed where it lies, never moved: a move copies the whole configuration.
+    let parsed = cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned));
+    let config = match &parsed {
         Ok(cli::Action::Run(config)) => config,
-        Ok(cli::Action::Print(text)) => return print(&text),
+        Ok(cli::Action::Print(text)) => return print(text),
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
@@ -58,9 +60,9 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     let code = match config.contain {
         Some(level) => {
             fds::reserve_closed_stdio();
-            contain::run(&config, &environ, &signals, level, parent)
+            contain::run(config, &environ, &signals, level, parent)
         }
-        None => supervise::run(&config, &environ, &signals, parent),
+        None => supervise::run(config, &environ, &signals, parent),
     };
     // Straight out: every log line has gone to stderr with its own write, and nothing else is
     // buffered, so the C library's exit handlers have nothing to do worth their instructions.

@@ -58,16 +58,24 @@ fn within<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
 /// and the rest is compared there. The exit report searches /proc/self/cgroup at every start,
 /// a few hundred bytes in which the first byte is rare: a byte loop, or memmem's set-up, costs
 /// several times more.
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, rest) = needle.split_first()?;
+pub fn find<const N: usize>(haystack: &[u8], needle: &[u8; N]) -> Option<usize> {
+    let first = *needle.first()?;
     let mut from = 0;
     loop {
         let at = from + find_byte(haystack.get(from..)?, first)?;
-        if haystack.get(at + 1..at + needle.len()) == Some(rest) {
+        if starts_with_at(haystack, at, needle) {
             return Some(at);
         }
         from = at + 1;
     }
+}
+
+/// Whether `needle` is at byte `at` of `text`. Compared as the fixed-size array it is: a few
+/// register compares, no call.
+pub fn starts_with_at<const N: usize>(text: &[u8], at: usize, needle: &[u8; N]) -> bool {
+    text.get(at..at + N)
+        .and_then(|bytes| <&[u8; N]>::try_from(bytes).ok())
+        == Some(needle)
 }
 
 /// Where `byte` first occurs in `haystack` (glibc's memchr).

@@ -78,7 +78,9 @@ fn run_then(
     job: JobControl,
     sweep: impl FnOnce() -> usize,
 ) -> u8 {
-    let mut watch = match Watch::start(config.exit_report.as_deref()) {
+    // Borrowed where it lies, never moved (a copy of it all).
+    let mut started = Watch::start(config.exit_report.as_deref());
+    let watch = match &mut started {
         Ok(watch) => watch,
         Err(e) => {
             error!("{e}");
@@ -87,15 +89,7 @@ fn run_then(
         }
     };
     let mut drained = Drained::default();
-    let code = supervise(
-        config,
-        environ,
-        signals,
-        parent,
-        job,
-        &mut watch,
-        &mut drained,
-    );
+    let code = supervise(config, environ, signals, parent, job, watch, &mut drained);
     drained.killed += sweep();
     watch.finish(code, drained);
     code
