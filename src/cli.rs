@@ -350,7 +350,7 @@ pub fn parse(argv: Argv, env: impl Fn(&str) -> Option<OsString>) -> Result<Actio
         return Ok(Action::Print(text));
     }
     let command = command.map(|start| Command { argv, start });
-    flags.into_config(command, &env).map(Action::Run)
+    flags.into_run(command, &env)
 }
 
 /// The argument after an option that needs a value, whatever it looks like (`-e -1`).
@@ -421,11 +421,13 @@ impl Flags {
         Ok(())
     }
 
-    fn into_config(
+    /// The configuration, built where the caller gets it (not moved into an [`Action`]
+    /// afterwards: a move copies it whole, at every start).
+    fn into_run(
         self,
         command: Option<Command>,
         env: &impl Fn(&str) -> Option<OsString>,
-    ) -> Result<Config, UsageError> {
+    ) -> Result<Action, UsageError> {
         let mode = match (self.pause, command) {
             (true, Some(command)) => {
                 return Err(UsageError::PauseWithCommand(command.name()));
@@ -456,7 +458,7 @@ impl Flags {
                 None => None,
             },
         };
-        Ok(Config {
+        Ok(Action::Run(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
             process_group: self.process_group
@@ -478,7 +480,7 @@ impl Flags {
                 None => env_value(env, "FERRINIT_CONTAIN", contain_level)?,
             },
             exit_report,
-        })
+        }))
     }
 }
 

@@ -124,16 +124,21 @@ fn split(entry: &'static [u8]) -> Option<(&'static [u8], &'static [u8])> {
 /// `entry` must be a valid C string.
 unsafe fn is_ours(entry: *const libc::c_char) -> bool {
     let entry = entry.cast::<u8>();
-    [&b"FERRINIT_"[..], b"TINI_", b"LISTEN_", b"PATH="]
-        .iter()
-        .any(|prefix| {
-            prefix
-                .iter()
-                .enumerate()
-                // SAFETY: byte `i` is read only if the `i` before it matched non-NUL bytes, so
-                // it is within the string.
-                .all(|(i, &b)| unsafe { *entry.add(i) } == b)
-        })
+    // SAFETY: a C string has at least its NUL.
+    let prefix: &[u8] = match unsafe { *entry } {
+        b'F' => b"FERRINIT_",
+        b'T' => b"TINI_",
+        b'L' => b"LISTEN_",
+        b'P' => b"PATH=",
+        _ => return false,
+    };
+    let mut at = 1;
+    // SAFETY: byte `at` is read only if the bytes before it matched non-NUL bytes, so it is
+    // within the string.
+    while at < prefix.len() && unsafe { *entry.add(at) } == prefix[at] {
+        at += 1;
+    }
+    at == prefix.len()
 }
 
 #[cfg(test)]

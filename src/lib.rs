@@ -40,7 +40,8 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
         .may_ask_for_parent_death_signal()
         .then(nix::unistd::getppid);
     // Then at once, so that no signal is lost before the loop, and none kills us meanwhile.
-    let signals = match signals::SignalState::take_over() {
+    let taken = signals::SignalState::take_over();
+    let signals = match &taken {
         Ok(signals) => signals,
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
@@ -60,9 +61,9 @@ pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     let code = match config.contain {
         Some(level) => {
             fds::reserve_closed_stdio();
-            contain::run(config, &environ, &signals, level, parent)
+            contain::run(config, &environ, signals, level, parent)
         }
-        None => supervise::run(config, &environ, &signals, parent),
+        None => supervise::run(config, &environ, signals, parent),
     };
     // Straight out: every log line has gone to stderr with its own write, and nothing else is
     // buffered, so the C library's exit handlers have nothing to do worth their instructions.
