@@ -136,7 +136,8 @@ fn supervise(
     fds::close_all_except(&keep);
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
-    // Whether the exec worked is known only once the child is reaped.
+    // "Forked", not "started": ferrinit never learns whether the exec worked (a child whose
+    // exec failed says so itself).
     info!("forked child {child} to run {}", command.name());
 
     let mut supervisor = Supervisor::new(config, child, terminal, stop, signals);
