@@ -37,6 +37,17 @@ impl Argv {
         }
     }
 
+    /// Whether `-p`/`--pdeathsig` may be among the options, before they are parsed: for the
+    /// parent's pid, which must be read first thing (lib.rs). An over-approximation, never a
+    /// miss: any argument before `--` that starts with `-` and holds a `p` (`-sp`, `--pdeathsig`,
+    /// but also `--exit-report`, or a command's `-p`).
+    pub fn may_ask_for_parent_death_signal(self) -> bool {
+        (1..self.argc)
+            .map(|i| self.arg(i).to_bytes())
+            .take_while(|arg| *arg != b"--")
+            .any(|arg| arg.first() == Some(&b'-') && arg.contains(&b'p'))
+    }
+
     /// `argv[i]`, for `i < argc`.
     fn arg(self, i: usize) -> &'static CStr {
         debug_assert!(i < self.argc);
@@ -339,7 +350,7 @@ pub fn parse(argv: Argv, env: impl Fn(&str) -> Option<OsString>) -> Result<Actio
         return Ok(Action::Print(text));
     }
     let command = command.map(|start| Command { argv, start });
-    flags.into_config(command, &env).map(Action::Run)
+    flags.into_run(command, &env)
 }
 
 /// The argument after an option that needs a value, whatever it looks like (`-e -1`).
@@ -410,11 +421,13 @@ impl Flags {
         Ok(())
     }
 
-    fn into_config(
+    /// The configuration, built where the caller gets it (not moved into an [`Action`]
+    /// afterwards: a move copies it whole, at every start).
+    fn into_run(
         self,
         command: Option<Command>,
         env: &impl Fn(&str) -> Option<OsString>,
-    ) -> Result<Config, UsageError> {
+    ) -> Result<Action, UsageError> {
         let mode = match (self.pause, command) {
             (true, Some(command)) => {
                 return Err(UsageError::PauseWithCommand(command.name()));
@@ -445,7 +458,7 @@ impl Flags {
                 None => None,
             },
         };
-        Ok(Config {
+        Ok(Action::Run(Config {
             mode,
             subreaper: self.subreaper || env_switch(env, "FERRINIT_SUBREAPER", "TINI_SUBREAPER")?,
             process_group: self.process_group
@@ -467,7 +480,7 @@ impl Flags {
                 None => env_value(env, "FERRINIT_CONTAIN", contain_level)?,
             },
             exit_report,
-        })
+        }))
     }
 }
 
@@ -765,6 +778,25 @@ mod tests {
 
     fn no_env(_: &str) -> Option<OsString> {
         None
+    }
+
+    #[test]
+    fn every_way_of_giving_pdeathsig_is_seen_before_parsing() {
+        for args in [
+            &["-p", "KILL", "x"][..],
+            &["-pKILL", "x"],
+            &["-spKILL", "x"],
+            &["-s", "-p", "9", "--", "x"],
+            &["--pdeathsig", "TERM", "x"],
+            &["--pdeathsig=TERM", "x"],
+            &["-v", "--pdeathsig=TERM", "--", "x", "--"],
+        ] {
+            assert!(config(args).pdeathsig.is_some(), "{args:?}");
+            assert!(os(args).may_ask_for_parent_death_signal(), "{args:?}");
+        }
+        for args in [&["--", "x", "-p"][..], &["-s", "-g", "x"], &[]] {
+            assert!(!os(args).may_ask_for_parent_death_signal(), "{args:?}");
+        }
     }
 
     fn config(args: &[&str]) -> Config {

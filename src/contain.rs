@@ -118,7 +118,7 @@ pub fn run(
     environ: &Environ,
     signals: &SignalState,
     level: Level,
-    parent: Pid,
+    parent: Option<Pid>,
 ) -> u8 {
     if std::process::id() == 1 {
         info!("--contain: already PID 1 of a PID namespace, which holds all the command starts");
@@ -187,7 +187,7 @@ fn subreaper(
     environ: &Environ,
     signals: &SignalState,
     missed: &[String],
-    parent: Pid,
+    parent: Option<Pid>,
 ) -> u8 {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         error!("--contain=subreaper: {}", ContainError::Subreaper(e));

@@ -23,17 +23,14 @@ impl Environ {
         // in ferrinit ever modifies.
         let block = unsafe { environ };
         for entry in Environ::entries_of(block) {
-            // Most entries are ruled out by their first byte, before measuring them.
-            // SAFETY: every entry is a valid C string, at least its NUL long.
-            if !matches!(unsafe { *entry.cast::<u8>() }, b'F' | b'T' | b'P' | b'L') {
+            // SAFETY: every entry is a valid C string.
+            if !unsafe { is_ours(entry) } {
                 continue;
             }
             // SAFETY: as above; the strings live as long as the process.
             let bytes = unsafe { CStr::from_ptr(entry) }.to_bytes();
-            if let Some((name, value)) = split(bytes)
-                && is_ours(name)
-            {
-                ours.push((name, value));
+            if let Some(name_and_value) = split(bytes) {
+                ours.push(name_and_value);
             }
         }
         Environ { block, ours }
@@ -119,9 +116,57 @@ fn split(entry: &'static [u8]) -> Option<(&'static [u8], &'static [u8])> {
     Some((&entry[..equals], &entry[equals + 1..]))
 }
 
-fn is_ours(name: &[u8]) -> bool {
-    name.starts_with(b"FERRINIT_")
-        || name.starts_with(b"TINI_")
-        || name.starts_with(b"LISTEN_")
-        || name == b"PATH"
+/// Whether the C string `entry` starts as the entries ferrinit reads: FERRINIT_*, TINI_*,
+/// LISTEN_*, PATH. Compared in place, up to the first byte that differs (the string's NUL at the
+/// latest): most entries are ruled out at their first byte, without measuring them.
+///
+/// # Safety
+/// `entry` must be a valid C string.
+unsafe fn is_ours(entry: *const libc::c_char) -> bool {
+    let entry = entry.cast::<u8>();
+    // SAFETY: a C string has at least its NUL.
+    let prefix: &[u8] = match unsafe { *entry } {
+        b'F' => b"FERRINIT_",
+        b'T' => b"TINI_",
+        b'L' => b"LISTEN_",
+        b'P' => b"PATH=",
+        _ => return false,
+    };
+    let mut at = 1;
+    // SAFETY: byte `at` is read only if the bytes before it matched non-NUL bytes, so it is
+    // within the string.
+    while at < prefix.len() && unsafe { *entry.add(at) } == prefix[at] {
+        at += 1;
+    }
+    at == prefix.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_variables_ferrinit_reads_are_its_own() {
+        // SAFETY: C string literals.
+        let ours = |entry: &CStr| unsafe { is_ours(entry.as_ptr()) };
+        for entry in [
+            c"FERRINIT_X=1",
+            c"TINI_SUBREAPER=",
+            c"LISTEN_PID=7",
+            c"PATH=/bin",
+        ] {
+            assert!(ours(entry), "{entry:?}");
+        }
+        for entry in [
+            c"PATHS=x",
+            c"PAT",
+            c"",
+            c"TIN",
+            c"LD_PRELOAD=x",
+            c"FERRINIT",
+            c"PWD=/",
+        ] {
+            assert!(!ours(entry), "{entry:?}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::ffi::CStr;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{Seek as _, SeekFrom, Write as _};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::time::Instant;
 
 use crate::drain::Drained;
 use crate::exit_status::ChildStatus;
+use crate::fds;
 use crate::log::{info, warning};
 use crate::mounts;
 use crate::signals::Sig;
@@ -79,11 +81,15 @@ impl Watch {
     /// Call before the child exists: starts the clock, reads the cgroup's OOM-kill counter, and
     /// opens the report (see [`Report::open`]), so that a path that cannot be written fails the
     /// run before anything has run.
+    ///
+    /// The counter comes first: it opens ferrinit's first descriptor (see [`OomCounter::find`]).
     pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
+        let started = Instant::now();
+        let oom_counter = OomCounter::find();
         let report = report.map(Report::open).transpose()?;
         Ok(Watch {
-            started: Instant::now(),
-            oom_counter: OomCounter::find(),
+            started,
+            oom_counter,
             report,
             death: None,
         })
@@ -317,78 +323,111 @@ struct OomCounter {
 }
 
 impl OomCounter {
-    /// cgroup v1 `memory.oom_control` if the memory controller is on a v1 hierarchy, else cgroup
-    /// v2 `memory.events`. A controller lives in one hierarchy only, so at most one applies.
-    /// `None` when there is no memory controller to read, or it cannot be read.
     fn find() -> Option<OomCounter> {
         Some(OomCounter {
-            before: read_counter()?,
+            before: read_counter(Descriptors::Leave)?,
         })
     }
 
     /// Whether the OOM killer killed anything in the cgroup since the start.
     fn rose(&self) -> bool {
-        read_counter().is_some_and(|now| now > self.before)
+        read_counter(Descriptors::Close).is_some_and(|now| now > self.before)
     }
 }
 
-/// The counter now. Every run reads it at start-up, so the usual case (hierarchies mounted where
-/// systemd, Docker and Kubernetes mount them, whole) allocates nothing and makes six system
-/// calls; only a hierarchy mounted elsewhere, or in part (a container's bind mount), costs a
-/// read of the mount table.
-fn read_counter() -> Option<u64> {
-    let mut buf = [0u8; 2048];
-    let cgroups = std::str::from_utf8(read_into(c"/proc/self/cgroup", &mut buf)?).ok()?;
-    conventional_count(cgroups).or_else(|| {
+/// What becomes of the descriptors [`read_counter`] opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Descriptors {
+    /// At start-up: left open (close-on-exec), for the sweep of what ferrinit inherited to close
+    /// right after the spawn (`fds::close_all_except`), instead of a close each. The first is
+    /// ferrinit's first descriptor, which tells whether stdio is all open (`fds::open_first`).
+    Leave,
+    Close,
+}
+
+/// The counter now: cgroup v1 `memory.oom_control` if the memory controller is on a v1
+/// hierarchy, else cgroup v2 `memory.events`. A controller lives in one hierarchy only, so at
+/// most one applies. `None` when there is no memory controller to read, or it cannot be read.
+///
+/// Every run reads it at start-up, so the usual case (hierarchies mounted where systemd, Docker
+/// and Kubernetes mount them, whole) allocates nothing and makes four system calls. Only a
+/// hierarchy mounted elsewhere, or in part (a container's bind mount), costs a read of the
+/// mount table.
+fn read_counter(descriptors: Descriptors) -> Option<u64> {
+    let mut buf = [const { MaybeUninit::uninit() }; 2048];
+    let fd = match descriptors {
+        Descriptors::Leave => fds::open_first(c"/proc/self/cgroup")?,
+        Descriptors::Close => open(c"/proc/self/cgroup")?,
+    };
+    let cgroups = read_fd(fd, &mut buf, descriptors)?;
+    conventional_count(cgroups, descriptors).or_else(|| {
+        let cgroups = std::str::from_utf8(cgroups).ok()?;
         let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
         let file = counter_file(cgroups, &mountinfo)?;
-        oom_kill_count(&read_small(&file)?)
+        oom_kill_count(read_small(&file)?.as_bytes())
     })
 }
 
 /// The counter under `/sys/fs/cgroup/memory` (v1), or `/sys/fs/cgroup` or, on a hybrid host,
 /// `/sys/fs/cgroup/unified` (v2).
-fn conventional_count(cgroups: &str) -> Option<u64> {
-    match mounts::v1_memory_cgroup(cgroups) {
-        Some(path) => count_at(&["/sys/fs/cgroup/memory", path, "/memory.oom_control"]),
+fn conventional_count(cgroups: &[u8], descriptors: Descriptors) -> Option<u64> {
+    match mounts::v1_memory_cgroup_bytes(cgroups) {
+        Some(path) => count_at(
+            &[b"/sys/fs/cgroup/memory", path, b"/memory.oom_control"],
+            descriptors,
+        ),
         None => {
-            let path = mounts::v2_cgroup(cgroups)?;
-            ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            let path = mounts::v2_cgroup_bytes(cgroups)?;
+            [&b"/sys/fs/cgroup"[..], b"/sys/fs/cgroup/unified"]
                 .iter()
-                .find_map(|mount| count_at(&[mount, path, "/memory.events"]))
+                .find_map(|mount| count_at(&[mount, path, b"/memory.events"], descriptors))
         }
     }
 }
 
 /// The counter in the file whose path is `parts` joined, built on the stack.
-fn count_at(parts: &[&str]) -> Option<u64> {
+fn count_at(parts: &[&[u8]], descriptors: Descriptors) -> Option<u64> {
     // Longer paths are left to the fallback, which reads the mount table anyway.
-    let mut path = [0u8; 512];
+    let mut path: [MaybeUninit<u8>; 512] = [const { MaybeUninit::uninit() }; 512];
     let mut len = 0;
-    for part in parts {
-        path.get_mut(len..len + part.len())?
-            .copy_from_slice(part.as_bytes());
+    for part in parts.iter().chain([&&b"\0"[..]]) {
+        let slots = path.get_mut(len..len + part.len())?;
+        // SAFETY: `slots` is writable for exactly `part.len()` bytes, and apart from `part`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), slots.as_mut_ptr().cast(), part.len())
+        };
         len += part.len();
     }
-    *path.get_mut(len)? = 0;
-    let path = CStr::from_bytes_with_nul(&path[..=len]).ok()?;
-    let mut buf = [0u8; 512];
-    oom_kill_count(std::str::from_utf8(read_into(path, &mut buf)?).ok()?)
-}
-
-/// A small file read whole into `buf`: open, one read, close. `None` if it does not fit.
-fn read_into<'a>(path: &CStr, buf: &'a mut [u8]) -> Option<&'a [u8]> {
-    // SAFETY: a valid C string; the descriptor is ours and closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
+    // SAFETY: the first `len` bytes were written just above.
+    let path = unsafe { std::slice::from_raw_parts(path.as_ptr().cast::<u8>(), len) };
+    // The one NUL must be the last byte (a NUL inside the cgroup's path cannot be opened).
+    if mounts::find_byte(path, 0)? != len - 1 {
         return None;
     }
+    // SAFETY: checked just above.
+    let file = unsafe { CStr::from_bytes_with_nul_unchecked(path) };
+    let mut buf = [const { MaybeUninit::uninit() }; 512];
+    oom_kill_count(read_fd(open(file)?, &mut buf, descriptors)?)
+}
+
+fn open(path: &CStr) -> Option<RawFd> {
+    // SAFETY: a valid C string.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    (fd >= 0).then_some(fd)
+}
+
+/// A small file read whole into `buf` with one read, then closed or not as `descriptors` says.
+/// `None` if it does not fit. (`buf` is not zeroed first: this runs at every start.)
+fn read_fd(fd: RawFd, buf: &mut [MaybeUninit<u8>], descriptors: Descriptors) -> Option<&[u8]> {
     // SAFETY: `buf` is writable for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: closing the descriptor opened above.
-    unsafe { libc::close(fd) };
+    if descriptors == Descriptors::Close {
+        // SAFETY: the caller's descriptor, which it hands over.
+        unsafe { libc::close(fd) };
+    }
     let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
-    Some(&buf[..n])
+    // SAFETY: the read filled the first `n` bytes.
+    Some(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
 }
 
 /// A /proc or cgroup file of any size, for the rare fallback.
@@ -397,18 +436,18 @@ fn read_small(path: &Path) -> Option<String> {
 }
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
-fn oom_kill_count(text: &str) -> Option<u64> {
-    let at = if text.starts_with("oom_kill ") {
-        0
-    } else {
-        mounts::find(text.as_bytes(), b"\noom_kill ")? + 1
-    };
-    let digits = text[at + "oom_kill ".len()..]
-        .bytes()
-        .take_while(u8::is_ascii_digit);
-    digits.into_iter().try_fold(0u64, |n, d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+fn oom_kill_count(text: &[u8]) -> Option<u64> {
+    // A few short lines: looked at one by one.
+    let mut line = 0;
+    while !mounts::starts_with_at(text, line, b"oom_kill ") {
+        line += mounts::find_byte(text.get(line..)?, b'\n')? + 1;
+    }
+    text[line + b"oom_kill ".len()..]
+        .iter()
+        .take_while(|d| d.is_ascii_digit())
+        .try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
 }
 
 /// Where the counter of the cgroup described by `/proc/self/cgroup` is, given the mount table.
@@ -467,9 +506,9 @@ mod tests {
     fn reads_the_oom_kill_line_of_either_version() {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         let v2 = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
-        assert_eq!(oom_kill_count(v1), Some(3));
-        assert_eq!(oom_kill_count(v2), Some(1));
-        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
+        assert_eq!(oom_kill_count(v1.as_bytes()), Some(3));
+        assert_eq!(oom_kill_count(v2.as_bytes()), Some(1));
+        assert_eq!(oom_kill_count(b"oom_kill_disable 0\n"), None);
     }
 
     #[test]

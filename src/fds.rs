@@ -1,6 +1,7 @@
 //! Descriptors: the ones ferrinit inherited go to the child and then leave ferrinit; the ones
 //! ferrinit opens itself are close-on-exec, so they never reach the child.
 
+use std::ffi::CStr;
 use std::os::fd::RawFd;
 
 /// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
@@ -35,12 +36,39 @@ pub fn reserve_closed_stdio() {
     }
 }
 
+/// Opens `path` read-only and close-on-exec as the first descriptor ferrinit opens itself, and
+/// fills any closed 0, 1 or 2 as [`reserve_closed_stdio`] does, at no cost when there is none:
+/// the kernel hands out the lowest free descriptor, so one of 3 or more says that 0, 1 and 2 are
+/// all open. Only a lower one (or a failure, which says nothing) costs the poll; a lower one then
+/// stays where it is as that gap's placeholder, and the caller gets a copy above 2.
+///
+/// Must come before ferrinit opens anything else it keeps: lib.rs sees to it.
+pub fn open_first(path: &CStr) -> Option<RawFd> {
+    // SAFETY: a valid C string; the result is checked.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd > 2 {
+        return Some(fd);
+    }
+    reserve_closed_stdio();
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on the descriptor just opened; the result is checked.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    (copy > 2).then_some(copy)
+}
+
 /// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
 /// still needs). Called once the child exists: it has its copies of what ferrinit inherited
 /// (socket activation, a runtime's pipes), and ferrinit must not hold them open (a pipe's reader
 /// would never see end-of-file). The log's own descriptor of stderr goes too, and is opened
 /// again at the next line.
 pub fn close_all_except(keep: &[RawFd]) {
+    // Usually nothing is kept: no list to build.
+    if keep.iter().all(|&fd| fd < 3) {
+        close_range(3, u32::MAX);
+        return;
+    }
     let mut keep: Vec<u32> = keep
         .iter()
         .filter_map(|&fd| u32::try_from(fd).ok())

@@ -1,7 +1,7 @@
 //! ferrinit: a tiny init for containers and PID namespaces.
 //!
 //! Read in run order, as [`main`] has it: note the parent (for `-p`) → signals (block them all)
-//! → fds (fill closed stdio) → environ → cli → supervise (become a reaper, spawn, forward and
+//! → environ → cli → fds (fill closed stdio) → supervise (become a reaper, spawn, forward and
 //! reap, drain) → exit with the code from exit_status.
 
 mod cgroup;
@@ -32,27 +32,38 @@ pub use log::write_without_blocking;
 /// # Safety
 /// `argv` must hold `argc` valid C strings, as the C runtime passes them to `main`.
 pub unsafe fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the caller passes the C runtime's argc and argv, which nothing changes.
+    let argv = unsafe { cli::Argv::from_c(argc, argv) };
     // Before anything that takes time: `-p` must notice a parent that died since our exec, and
-    // once it has died getppid names whoever adopted us instead.
-    let parent = nix::unistd::getppid();
+    // once it has died getppid names whoever adopted us instead. Only `-p` needs it.
+    let parent = argv
+        .may_ask_for_parent_death_signal()
+        .then(nix::unistd::getppid);
     // Then at once, so that no signal is lost before the loop, and none kills us meanwhile.
-    let signals = match signals::SignalState::take_over() {
+    let taken = signals::SignalState::take_over();
+    let signals = match &taken {
         Ok(signals) => signals,
         Err(e) => return exit(code::INTERNAL, format_args!("{e}")),
     };
-    fds::reserve_closed_stdio();
-    // SAFETY: the caller passes the C runtime's argc and argv, which nothing changes.
-    let argv = unsafe { cli::Argv::from_c(argc, argv) };
     let environ = environ::Environ::capture();
-    let config = match cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned)) {
+    // Borrowed where it lies, never moved: a move copies the whole configuration.
+    let parsed = cli::parse(argv, |name| environ.get(name).map(ToOwned::to_owned));
+    let config = match &parsed {
         Ok(cli::Action::Run(config)) => config,
-        Ok(cli::Action::Print(text)) => return print(&text),
+        Ok(cli::Action::Print(text)) => return print(text),
         Err(e) => return exit(code::USAGE, format_args!("{e}; see 'ferrinit --help'")),
     };
     log::set_verbosity(config.verbosity);
+    // Closed stdio is filled before ferrinit opens a descriptor it keeps (fds.rs). Without
+    // --contain, the first is the exit report's look at the memory cgroup, through
+    // fds::open_first, which fills it at no cost when nothing is closed; --contain opens its own
+    // before that.
     let code = match config.contain {
-        Some(level) => contain::run(&config, &environ, &signals, level, parent),
-        None => supervise::run(&config, &environ, &signals, parent),
+        Some(level) => {
+            fds::reserve_closed_stdio();
+            contain::run(config, &environ, signals, level, parent)
+        }
+        None => supervise::run(config, &environ, signals, parent),
     };
     // Straight out: every log line has gone to stderr with its own write, and nothing else is
     // buffered, so the C library's exit handlers have nothing to do worth their instructions.

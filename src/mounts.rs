@@ -6,41 +6,82 @@ use std::path::{Path, PathBuf};
 
 /// From `/proc/self/cgroup`: the cgroup v2 path (the `0::PATH` line).
 pub fn v2_cgroup(cgroups: &str) -> Option<&str> {
-    if cgroups.starts_with("0::") {
-        line_from(cgroups, 3)
-    } else {
-        line_from(cgroups, find(cgroups.as_bytes(), b"\n0::")? + 4)
-    }
+    within(cgroups, v2_cgroup_bytes(cgroups.as_bytes())?)
 }
 
 /// From `/proc/self/cgroup`: the path in the v1 hierarchy that holds the memory controller.
 pub fn v1_memory_cgroup(cgroups: &str) -> Option<&str> {
-    // Lines are ID:CONTROLLERS:PATH; CONTROLLERS a comma-separated list.
-    let at = [":memory:", ":memory,", ",memory:", ",memory,"]
-        .iter()
-        .find_map(|needle| find(cgroups.as_bytes(), needle.as_bytes()))?;
-    let colon = at + 1 + find(&cgroups.as_bytes()[at + 1..], b":")?;
-    line_from(cgroups, colon + 1)
+    within(cgroups, v1_memory_cgroup_bytes(cgroups.as_bytes())?)
+}
+
+/// [`v2_cgroup`] of the file's bytes as read (the exit report's, at every start: no UTF-8
+/// check of the whole file).
+pub fn v2_cgroup_bytes(cgroups: &[u8]) -> Option<&[u8]> {
+    if cgroups.starts_with(b"0::") {
+        line_from(cgroups, 3)
+    } else {
+        line_from(cgroups, find(cgroups, b"\n0::")? + 4)
+    }
+}
+
+/// [`v1_memory_cgroup`] of the file's bytes as read.
+pub fn v1_memory_cgroup_bytes(text: &[u8]) -> Option<&[u8]> {
+    // Lines are ID:CONTROLLERS:PATH; CONTROLLERS a comma-separated list. One search for the
+    // name, then a look at its neighbours.
+    let mut from = 0;
+    loop {
+        let at = from + find(&text[from..], b"memory")?;
+        let end = at + b"memory".len();
+        let item_starts = at > 0 && matches!(text[at - 1], b':' | b',');
+        let item_ends = matches!(text.get(end), Some(b':' | b','));
+        if item_starts && item_ends {
+            let colon = end + find_byte(&text[end..], b':')?;
+            return line_from(text, colon + 1);
+        }
+        from = end;
+    }
 }
 
 /// The rest of the line of `text` that starts at byte `at`.
-fn line_from(text: &str, at: usize) -> Option<&str> {
+fn line_from(text: &[u8], at: usize) -> Option<&[u8]> {
     let rest = text.get(at..)?;
-    Some(&rest[..find(rest.as_bytes(), b"\n").unwrap_or(rest.len())])
+    Some(&rest[..find_byte(rest, b'\n').unwrap_or(rest.len())])
 }
 
-/// Where `needle` first occurs in `haystack`. With glibc's memmem: the exit report reads
-/// /proc/self/cgroup at every start, and a byte loop costs several times more.
-pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    // SAFETY: both slices are valid for their lengths; memmem only reads them.
-    let at = unsafe {
-        libc::memmem(
-            haystack.as_ptr().cast(),
-            haystack.len(),
-            needle.as_ptr().cast(),
-            needle.len(),
-        )
-    };
+/// `part`, a slice of `text`'s bytes, as the `str` it is within `text`.
+fn within<'a>(text: &'a str, part: &[u8]) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    text.get(start..start + part.len())
+}
+
+/// Where `needle` first occurs in `haystack`: glibc's memchr finds each candidate first byte,
+/// and the rest is compared there. The exit report searches /proc/self/cgroup at every start,
+/// a few hundred bytes in which the first byte is rare: a byte loop, or memmem's set-up, costs
+/// several times more.
+pub fn find<const N: usize>(haystack: &[u8], needle: &[u8; N]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    loop {
+        let at = from + find_byte(haystack.get(from..)?, first)?;
+        if starts_with_at(haystack, at, needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+}
+
+/// Whether `needle` is at byte `at` of `text`. Compared as the fixed-size array it is: a few
+/// register compares, no call.
+pub fn starts_with_at<const N: usize>(text: &[u8], at: usize, needle: &[u8; N]) -> bool {
+    text.get(at..at + N)
+        .and_then(|bytes| <&[u8; N]>::try_from(bytes).ok())
+        == Some(needle)
+}
+
+/// Where `byte` first occurs in `haystack` (glibc's memchr).
+pub fn find_byte(haystack: &[u8], byte: u8) -> Option<usize> {
+    // SAFETY: the slice is valid for its length; memchr only reads it.
+    let at = unsafe { libc::memchr(haystack.as_ptr().cast(), byte.into(), haystack.len()) };
     (!at.is_null()).then(|| at as usize - haystack.as_ptr() as usize)
 }
 

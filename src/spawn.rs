@@ -2,10 +2,16 @@
 //! signal state ferrinit inherited, exec. Everything the child needs is prepared before `fork`, so
 //! that between `fork` and `exec` it makes only async-signal-safe calls.
 //!
+//! A child whose exec fails says why itself, in one line on stderr, and exits 127 (not found) or
+//! 126 (found, but it cannot run), as tini's does: ferrinit then passes that code on like any
+//! other (`-e` applies), and needs no memory shared with the child nor any descriptor to learn
+//! what happened.
+//!
 //! The command's arguments and the environment are handed to execve where the C runtime put
 //! them, never copied (see cli.rs).
 
 use std::ffi::{CStr, OsStr};
+use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
@@ -22,18 +28,16 @@ const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("cannot run '{command}': not found in PATH ({searched} {})", plural(*.searched))]
-    NotInPath { command: String, searched: usize },
-    #[error("cannot run '{command}': {reason}")]
-    Exec {
-        command: String,
-        errno: Errno,
-        reason: String,
-    },
-    #[error("cannot map memory to watch the child's exec: {0}")]
-    Memory(#[source] Errno),
     #[error("cannot fork the child: {0}")]
     Fork(#[source] Errno),
+}
+
+impl SpawnError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpawnError::Fork(_) => code::INTERNAL,
+        }
+    }
 }
 
 fn plural(dirs: usize) -> &'static str {
@@ -41,21 +45,6 @@ fn plural(dirs: usize) -> &'static str {
         "directory searched"
     } else {
         "directories searched"
-    }
-}
-
-impl SpawnError {
-    /// 127 when the command does not exist, 126 when it exists but cannot run (as shells do).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SpawnError::NotInPath { .. } => code::NOT_FOUND,
-            SpawnError::Exec {
-                errno: Errno::ENOENT | Errno::ENOTDIR,
-                ..
-            } => code::NOT_FOUND,
-            SpawnError::Exec { .. } => code::NOT_EXECUTABLE,
-            SpawnError::Memory(_) | SpawnError::Fork(_) => code::INTERNAL,
-        }
     }
 }
 
@@ -94,11 +83,19 @@ impl Exec {
         exec
     }
 
+    /// In the child: runs the command, or says why it cannot and exits (126 or 127).
+    /// Async-signal-safe only.
+    fn exec_in_child(&mut self) -> ! {
+        let mut finding = Finding::default();
+        self.search_and_exec(&mut finding);
+        self.report_in_child(&finding)
+    }
+
     /// Runs the program as glibc's execvp does: directly if it names a path, else from each
     /// PATH entry in turn, building each full path on the stack, going on past the errors that
     /// say "not here" and remembering EACCES. Leaves why nothing could run in `finding`.
     /// Runs in the child: async-signal-safe only.
-    fn exec_in_child(&mut self, finding: &mut Finding) {
+    fn search_and_exec(&mut self, finding: &mut Finding) {
         let name = self.command.program().to_bytes();
         // execvp's answer for an empty name, which no PATH entry can supply.
         if name.is_empty() {
@@ -178,48 +175,111 @@ impl Exec {
         errno
     }
 
-    fn error(&self, finding: &Finding) -> Option<SpawnError> {
-        let errno = match finding.errno {
-            0 => return None,
-            errno => Errno::from_raw(errno),
+    /// In the child, once every exec has failed: says why on stderr and exits 127 when the
+    /// command does not exist, 126 when it exists but cannot run (as shells do).
+    /// Async-signal-safe: the line is formatted on the stack and written as every log line is,
+    /// never waiting on a full pipe.
+    fn report_in_child(&self, finding: &Finding) -> ! {
+        // The inherited signal state is back in place: a write to a pipe nobody reads, or past
+        // RLIMIT_FSIZE, must not kill the child with a signal that would hide its exit code.
+        let own_writes: u64 = 1 << (libc::SIGPIPE - 1) | 1 << (libc::SIGXFSZ - 1);
+        // SAFETY: a raw rt_sigprocmask with a readable 8-byte kernel set: async-signal-safe.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK,
+                &own_writes as *const u64,
+                std::ptr::null_mut::<u64>(),
+                size_of::<u64>(),
+            )
         };
-        let command = self.command.name();
-        let file = String::from_utf8_lossy(finding.file());
-        // In a PATH search, name the file the finding is about.
-        let subject = if self.path.is_some() {
-            format!("'{file}'")
-        } else {
-            "it".to_owned()
+        let failure = ExecFailure {
+            exec: self,
+            finding,
         };
-        let reason = match (errno, finding.kind) {
-            (Errno::EACCES, Kind::Directory) => format!("{subject} is a directory"),
-            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingInterpreter) => {
-                let interpreter = String::from_utf8_lossy(finding.interpreter());
-                format!("{subject} is a script for '{interpreter}', which does not exist")
-            }
-            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingLoader) => {
-                format!("{subject} exists, but its program interpreter (dynamic loader) does not")
-            }
-            // (An EACCES met elsewhere in PATH is the answer then, as with execvp.)
-            (errno, Kind::NoShell) if errno != Errno::EACCES => format!(
-                "{subject} is in no executable format, and /bin/sh could not run it: {}",
-                errno.desc()
-            ),
-            (Errno::ENOENT | Errno::ENOTDIR, _) if self.path.is_some() => {
-                let searched = self.path.map_or(0, |p| p.split(|&b| b == b':').count());
-                return Some(SpawnError::NotInPath { command, searched });
-            }
-            _ => errno.desc().to_owned(),
-        };
-        Some(SpawnError::Exec {
-            command,
-            errno,
-            reason,
-        })
+        crate::log::error!("{failure}");
+        // SAFETY: _exit is async-signal-safe and does not return.
+        unsafe { libc::_exit(finding.exit_code().into()) }
     }
 }
 
-/// What the child found out about a failed exec, left in memory shared with ferrinit.
+/// Why the command could not be run, as the child tells it. Formats without allocating.
+struct ExecFailure<'a> {
+    exec: &'a Exec,
+    finding: &'a Finding,
+}
+
+impl fmt::Display for ExecFailure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let command = Lossy(self.exec.command.program().to_bytes());
+        let file = Lossy(self.finding.file());
+        // In a PATH search, name the file the finding is about.
+        let subject = Subject {
+            file: self.exec.path.is_some().then_some(file),
+        };
+        let errno = self.finding.errno();
+        write!(f, "cannot run '{command}': ")?;
+        match (errno, self.finding.kind) {
+            (Errno::EACCES, Kind::Directory) => write!(f, "{subject} is a directory"),
+            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingInterpreter) => {
+                let interpreter = Lossy(self.finding.interpreter());
+                write!(
+                    f,
+                    "{subject} is a script for '{interpreter}', which does not exist"
+                )
+            }
+            (Errno::ENOENT | Errno::ENOTDIR, Kind::MissingLoader) => write!(
+                f,
+                "{subject} exists, but its program interpreter (dynamic loader) does not"
+            ),
+            // (An EACCES met elsewhere in PATH is the answer then, as with execvp.)
+            (errno, Kind::NoShell) if errno != Errno::EACCES => write!(
+                f,
+                "{subject} is in no executable format, and /bin/sh could not run it: {}",
+                errno.desc()
+            ),
+            (Errno::ENOENT | Errno::ENOTDIR, _) if self.exec.path.is_some() => {
+                let searched = self
+                    .exec
+                    .path
+                    .map_or(0, |p| p.split(|&b| b == b':').count());
+                write!(f, "not found in PATH ({searched} {})", plural(searched))
+            }
+            _ => f.write_str(errno.desc()),
+        }
+    }
+}
+
+/// The file a message is about: `'FILE'` in a PATH search, else `it` (the command named it).
+struct Subject<'a> {
+    file: Option<Lossy<'a>>,
+}
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "'{file}'"),
+            None => f.write_str("it"),
+        }
+    }
+}
+
+/// Bytes shown as `String::from_utf8_lossy` would, without allocating.
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the child found out about a failed exec.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Kind {
@@ -237,7 +297,6 @@ enum Kind {
 /// The longest `#!` line the kernel reads (BINPRM_BUF_SIZE).
 const SHEBANG_MAX: usize = 256;
 
-#[repr(C)]
 struct Finding {
     /// errno of the exec that failed, 0 if none did.
     errno: i32,
@@ -249,7 +308,32 @@ struct Finding {
     interpreter: [u8; SHEBANG_MAX],
 }
 
+impl Default for Finding {
+    fn default() -> Finding {
+        Finding {
+            errno: 0,
+            kind: Kind::Nothing,
+            file_len: 0,
+            file: [0; PATH_MAX],
+            interpreter_len: 0,
+            interpreter: [0; SHEBANG_MAX],
+        }
+    }
+}
+
 impl Finding {
+    fn errno(&self) -> Errno {
+        Errno::from_raw(self.errno)
+    }
+
+    /// 127 when the command does not exist, 126 when it exists but cannot run (as shells do).
+    fn exit_code(&self) -> u8 {
+        match self.errno() {
+            Errno::ENOENT | Errno::ENOTDIR => code::NOT_FOUND,
+            _ => code::NOT_EXECUTABLE,
+        }
+    }
+
     fn file(&self) -> &[u8] {
         &self.file[..usize::from(self.file_len).min(PATH_MAX)]
     }
@@ -377,26 +461,42 @@ fn write_listen_pid(slot: &mut [u8; 32], pid: libc::pid_t) {
     slot[LISTEN_PID.len() + len] = 0;
 }
 
-/// Starts the command and returns once it has been forked; whether its exec worked is known
-/// once it has been reaped ([`Child::exec_error`]).
+/// Starts the command and returns its pid once it has been forked. Should its exec fail, the
+/// child says why and exits 126 or 127 (see [`Exec::report_in_child`]).
 pub fn spawn(
     command: Command,
     environ: &Environ,
     signals: &SignalState,
     terminal: Option<&Terminal>,
     to_group: bool,
-) -> Result<Child, SpawnError> {
+) -> Result<Pid, SpawnError> {
     let mut exec = Exec::new(command, environ);
-    let report = ExecReport::new()?;
-    // SAFETY: ferrinit is single-threaded, and the child only makes async-signal-safe calls
-    // (setpgid, open, tcsetpgrp, close, sigaction, sigprocmask, execve, stat, read, _exit) on
-    // memory prepared above.
-    let pid = unsafe { libc::fork() };
+    // The clone system call itself, as fork(2) without glibc's wrapper: the wrapper's extra work
+    // (at-fork handlers, resetting its locks, registering the child's robust futex list, the
+    // thread id cached in the TCB) serves threads and the C library's own state, none of which
+    // the child uses before it execs.
+    // SAFETY: ferrinit is single-threaded, so no lock or allocation can be half-done in another
+    // thread at the fork. The child, a copy of this process with the same thread pointer (its
+    // errno is its own copy), makes only raw system calls through the C library (setpgid,
+    // getpid, open, tcsetpgrp, close, sigaction, rt_sigprocmask, execve, stat, read, fstat,
+    // fcntl, poll, write, send, _exit), on memory prepared above: none of them reads the thread
+    // id glibc cached for the parent (as raise, pthread_kill or the robust list would), and it
+    // never returns from this function.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     if pid < 0 {
         return Err(SpawnError::Fork(Errno::last()));
     }
     if pid == 0 {
-        // SAFETY: see above; `_exit` does not return.
+        // SAFETY: see above; exec_in_child does not return.
         unsafe {
             libc::setpgid(0, 0);
             if terminal.is_some() {
@@ -405,80 +505,19 @@ pub fn spawn(
             if let Some((_, slot)) = exec.listen.as_mut() {
                 write_listen_pid(slot, libc::getpid());
             }
-            signals.restore_inherited_in_child();
-            exec.exec_in_child(report.finding_in_child());
-            libc::_exit(code::NOT_FOUND.into());
         }
+        signals.restore_inherited_in_child();
+        exec.exec_in_child();
     }
+    // A pid always fits: the kernel's are at most 2^22.
+    let pid = pid as libc::pid_t;
     if to_group {
         // With -g, signals go to the child's group: the child makes it too, but whichever comes
         // first, the group exists before any forward. (A signal to the child alone needs none.)
         // SAFETY: setpgid has no memory-safety preconditions; EACCES once the child has exec'd.
         unsafe { libc::setpgid(pid, pid) };
     }
-    Ok(Child {
-        pid: Pid::from_raw(pid),
-        exec,
-        report,
-    })
-}
-
-/// The main child, and what is needed to tell, once it has ended, whether its exec failed.
-pub struct Child {
-    pub pid: Pid,
-    exec: Exec,
-    report: ExecReport,
-}
-
-impl Child {
-    /// Why the command could not be started, if it could not. Only meaningful once the child
-    /// has been reaped: the report is written before the child exits.
-    pub fn exec_error(&self) -> Option<SpawnError> {
-        self.exec.error(self.report.finding())
-    }
-}
-
-/// Memory shared with the child until its exec: where it leaves errno and what it found out if
-/// the exec fails. ferrinit reads it only after reaping the child, so it never waits for the exec
-/// itself (no pipe to block on, no descriptor to keep).
-struct ExecReport(std::ptr::NonNull<Finding>);
-
-impl ExecReport {
-    fn new() -> Result<ExecReport, SpawnError> {
-        // SAFETY: a fresh anonymous mapping; fork shares it, exec drops it from the child.
-        let page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size_of::<Finding>(),
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if page == libc::MAP_FAILED {
-            return Err(SpawnError::Memory(Errno::last()));
-        }
-        // mmap never returns null on success; the memory is zero-filled, which is a valid
-        // Finding: errno 0 ("no error"), Kind::Nothing.
-        std::ptr::NonNull::new(page.cast())
-            .map(ExecReport)
-            .ok_or(SpawnError::Memory(Errno::EINVAL))
-    }
-
-    /// In the child: only the child writes, and ferrinit does not read until it has exited.
-    #[allow(clippy::mut_from_ref)]
-    fn finding_in_child(&self) -> &mut Finding {
-        // SAFETY: the mapping is valid, aligned, initialised (zero) and, in the child, used by
-        // nobody else.
-        unsafe { &mut *self.0.as_ptr() }
-    }
-
-    fn finding(&self) -> &Finding {
-        // SAFETY: the mapping stays valid for ferrinit's whole life; the child that wrote it has
-        // exited (and been reaped) before anyone asks.
-        unsafe { self.0.as_ref() }
-    }
+    Ok(Pid::from_raw(pid))
 }
 
 #[cfg(test)]
@@ -514,14 +553,21 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_shell() {
-        let exec = |errno| SpawnError::Exec {
-            command: "x".into(),
-            errno,
-            reason: String::new(),
+        let finding = |errno: Errno| Finding {
+            errno: errno as i32,
+            ..Finding::default()
         };
-        assert_eq!(exec(Errno::ENOENT).exit_code(), 127);
-        assert_eq!(exec(Errno::EACCES).exit_code(), 126);
-        assert_eq!(exec(Errno::ENOEXEC).exit_code(), 126);
+        let code = |errno| finding(errno).exit_code();
+        assert_eq!(code(Errno::ENOENT), 127);
+        assert_eq!(code(Errno::ENOTDIR), 127);
+        assert_eq!(code(Errno::EACCES), 126);
+        assert_eq!(code(Errno::ENOEXEC), 126);
         assert_eq!(SpawnError::Fork(Errno::EAGAIN).exit_code(), 125);
+    }
+
+    #[test]
+    fn invalid_utf8_is_shown_as_the_replacement_character() {
+        assert_eq!(Lossy(b"a\xffb").to_string(), "a\u{FFFD}b");
+        assert_eq!(Lossy("é".as_bytes()).to_string(), "é");
     }
 }

@@ -21,8 +21,8 @@ use crate::signals::{Received, Sig, SignalState, Target};
 use crate::spawn;
 use crate::tty::{Stop, Terminal};
 
-/// `parent`: ferrinit's parent when it started (for `-p`).
-pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Pid) -> u8 {
+/// `parent`: ferrinit's parent when it started (for `-p`; read only when `-p` may be given).
+pub fn run(config: &Config, environ: &Environ, signals: &SignalState, parent: Option<Pid>) -> u8 {
     run_as(config, environ, signals, parent, JobControl::Detect)
 }
 
@@ -52,7 +52,7 @@ pub fn run_as(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
 ) -> u8 {
     run_then(config, environ, signals, parent, job, || 0)
@@ -64,7 +64,7 @@ pub fn run_and_sweep(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     sweep: impl FnOnce() -> usize,
 ) -> u8 {
     run_then(config, environ, signals, parent, JobControl::Detect, sweep)
@@ -74,11 +74,13 @@ fn run_then(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
     sweep: impl FnOnce() -> usize,
 ) -> u8 {
-    let mut watch = match Watch::start(config.exit_report.as_deref()) {
+    // Borrowed where it lies, never moved (a copy of it all).
+    let mut started = Watch::start(config.exit_report.as_deref());
+    let watch = match &mut started {
         Ok(watch) => watch,
         Err(e) => {
             error!("{e}");
@@ -87,15 +89,7 @@ fn run_then(
         }
     };
     let mut drained = Drained::default();
-    let code = supervise(
-        config,
-        environ,
-        signals,
-        parent,
-        job,
-        &mut watch,
-        &mut drained,
-    );
+    let code = supervise(config, environ, signals, parent, job, watch, &mut drained);
     drained.killed += sweep();
     watch.finish(code, drained);
     code
@@ -105,7 +99,7 @@ fn supervise(
     config: &Config,
     environ: &Environ,
     signals: &SignalState,
-    parent: Pid,
+    parent: Option<Pid>,
     job: JobControl,
     watch: &mut Watch,
     drained: &mut Drained,
@@ -119,20 +113,19 @@ fn supervise(
     };
     let terminal = Terminal::controlling();
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
-    let spawned = match spawn::spawn(
+    let child = match spawn::spawn(
         command,
         environ,
         signals,
         give_terminal,
         config.process_group,
     ) {
-        Ok(spawned) => spawned,
+        Ok(child) => child,
         Err(e) => {
             error!("{e}");
             return e.exit_code();
         }
     };
-    let child = spawned.pid;
     let stop = job.stop(terminal.as_ref());
     let keep: Vec<_> = stop
         .as_ref()
@@ -143,36 +136,27 @@ fn supervise(
     fds::close_all_except(&keep);
     // Hold no mount busy; the child already has its own working directory.
     let _ = nix::unistd::chdir("/");
-    // Whether the exec worked is known only once the child is reaped.
+    // "Forked", not "started": ferrinit never learns whether the exec worked (a child whose
+    // exec failed says so itself).
     info!("forked child {child} to run {}", command.name());
 
     let mut supervisor = Supervisor::new(config, child, terminal, stop, signals);
     let status = supervisor.wait_for_child();
-    // The child is reaped: had its exec failed, it said why before exiting.
-    let code = match spawned.exec_error() {
-        Some(e) => {
-            error!("{e}");
-            // As with tini, whose child exits 126 or 127 itself: `-e` applies.
-            config
-                .remap_exit
-                .exit_code(ChildStatus::Exited(e.exit_code()))
-        }
-        None => {
-            let core_dumped = supervisor.reaper.main_core_dumped;
-            watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
-            if let Some(grace) = config.grace_period {
-                signals.release_descriptor();
-                *drained = drain(
-                    signals,
-                    &mut supervisor.reaper,
-                    &mut supervisor.forwarding,
-                    grace,
-                    config.drain_signal,
-                );
-            }
-            config.remap_exit.exit_code(status)
-        }
-    };
+    // Had its exec failed, the child said why and exited 126 or 127: passed on like any code,
+    // as tini does (`-e` applies).
+    let core_dumped = supervisor.reaper.main_core_dumped;
+    watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
+    if let Some(grace) = config.grace_period {
+        signals.release_descriptor();
+        *drained = drain(
+            signals,
+            &mut supervisor.reaper,
+            &mut supervisor.forwarding,
+            grace,
+            config.drain_signal,
+        );
+    }
+    let code = config.remap_exit.exit_code(status);
     if let Some(terminal) = &supervisor.terminal {
         terminal.take_back(child);
     }
@@ -383,7 +367,7 @@ fn pause(
 
 /// Parent-death signal, subreaper (`-s`, or `-t` outside PID 1), and the warning when orphans
 /// cannot be reaped here.
-fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), String> {
+fn become_reaper(config: &Config, parent: Option<Pid>, pid: libc::pid_t) -> Result<(), String> {
     set_parent_death_signal(config, parent)?;
     // The drain of `-t` waits for every descendant and signals them: outside PID 1 they must
     // come back to ferrinit when their parents exit, or orphans would escape it.
@@ -407,7 +391,7 @@ fn become_reaper(config: &Config, parent: Pid, pid: libc::pid_t) -> Result<(), S
 
 /// `-p`: the signal ferrinit gets when `parent` (its parent when it started) dies; raised at
 /// once should it have died already.
-pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), String> {
+pub fn set_parent_death_signal(config: &Config, parent: Option<Pid>) -> Result<(), String> {
     let Some(sig) = config.pdeathsig else {
         return Ok(());
     };
@@ -418,8 +402,9 @@ pub fn set_parent_death_signal(config: &Config, parent: Pid) -> Result<(), Strin
             Errno::last()
         ));
     }
-    // The parent may have died before the request: then the signal would never come.
-    if nix::unistd::getppid() != parent {
+    // The parent may have died before the request: then the signal would never come. (`parent`
+    // is always known here: lib.rs reads it whenever the arguments may hold `-p`.)
+    if parent.is_some_and(|parent| nix::unistd::getppid() != parent) {
         // SAFETY: raising a signal has no memory-safety preconditions.
         unsafe { libc::raise(sig.number()) };
     }

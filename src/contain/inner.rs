@@ -5,7 +5,6 @@ use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::unistd::Pid;
 
 use crate::cli::Config;
 use crate::environ::Environ;
@@ -98,7 +97,7 @@ pub(super) fn inner_main(
     let moved = environ.moved_listen_pid(outer, std::process::id());
     let environ = moved.as_ref().unwrap_or(environ);
     // No `-p` here (the outer ferrinit has it), so the parent given is never looked at.
-    let status = supervise::run_as(config, environ, &signals, Pid::from_raw(0), job);
+    let status = supervise::run_as(config, environ, &signals, None, job);
     std::process::exit(status.into())
 }
 
