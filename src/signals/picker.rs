@@ -17,7 +17,7 @@ use super::{KERNEL_SET_SIZE, KernelSet, Queued, Received, Sig, bit, collected};
 
 /// How many signals may be taken ahead of one that is pending: a sender that never stops
 /// sending one signal must not starve the others (SIGCHLD above all).
-pub(super) const FAIR_WAIT: u32 = 64;
+const FAIR_WAIT: u32 = 64;
 
 /// The most signals a round gives one turn, and so the most one read takes.
 ///
