@@ -1,18 +1,23 @@
 //! Signals: their names, the mask that makes them deliverable to PID 1, and the wait for them.
 //!
 //! ferrinit installs no signal handler. It blocks every signal but SIGKILL and SIGSTOP before the
-//! child exists and takes them one at a time with `sigtimedwait`. A blocked signal is never
-//! dropped by the kernel, not even for a namespace's PID 1, and an idle wait makes no wake-ups.
+//! child exists and takes them synchronously, from a signalfd or with `sigtimedwait` (see
+//! [`picker`]). A blocked signal is never dropped by the kernel, not even for a namespace's
+//! PID 1, and an idle wait makes no wake-ups.
+
+mod picker;
 
 use std::cell::Cell;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+
+use picker::Picker;
 
 /// A signal number, standard or real-time (nix's `Signal` cannot hold real-time ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,7 +174,7 @@ fn set_mask(how: libc::c_int, set: &KernelSet, old: Option<&mut KernelSet>) -> R
 /// Close-on-exec and non-blocking; `None` if the kernel gives none (no descriptor left).
 pub fn pending_signal_fd() -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    let fd = open_signalfd(libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)?;
+    let fd = picker::open_signalfd(collected(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)?;
     // SAFETY: a fresh descriptor that nothing else owns.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
@@ -187,25 +192,12 @@ pub struct SignalState {
     /// Read at first use, 0 until then: a process forked before it (`--contain`'s inner
     /// ferrinit) reads its own.
     own_pid: Cell<libc::pid_t>,
-    order: Cell<Order>,
-    /// The second signal of a read that returned two: taken, not yet handed out.
-    held: Cell<Option<Received>>,
-    /// The signalfd the waits without a deadline read: [`UNOPENED`], [`WANTED`], [`NO_FD`] or
-    /// the descriptor.
-    fd: Cell<i32>,
+    picker: Cell<Picker>,
     inherited_mask: KernelSet,
     /// Set when ferrinit started with SIGCHLD ignored: the kernel would then
     /// reap children behind our back and lose their exit status, so ferrinit resets it for itself.
     inherited_sigchld: Option<libc::sigaction>,
 }
-
-/// The first wait goes without a signalfd: a child that exits at once never needs one.
-const UNOPENED: i32 = -1;
-/// Opened at the next wait without a deadline: after the child has its descriptors, and again
-/// after the drain.
-const WANTED: i32 = -3;
-/// No signalfd to be had: the waits use `sigtimedwait` instead.
-const NO_FD: i32 = -2;
 
 impl SignalState {
     /// Blocks every collected signal. Must run before anything else, above all before the child
@@ -217,9 +209,7 @@ impl SignalState {
         let inherited_sigchld = reset_sigchld_if_ignored()?;
         Ok(SignalState {
             own_pid: Cell::new(0),
-            order: Cell::new(Order::default()),
-            held: Cell::new(None),
-            fd: Cell::new(UNOPENED),
+            picker: Cell::default(),
             inherited_mask,
             inherited_sigchld,
         })
@@ -230,9 +220,7 @@ impl SignalState {
     ///
     /// [`next`]: SignalState::next
     pub fn holds_one(&self) -> bool {
-        let held = self.held.take();
-        self.held.set(held);
-        held.is_some()
+        self.with_picker(|picker| picker.holds_one())
     }
 
     /// ferrinit's own pid, read once.
@@ -250,9 +238,7 @@ impl SignalState {
     pub fn in_fork(&self) -> SignalState {
         SignalState {
             own_pid: Cell::new(0),
-            order: Cell::new(Order::default()),
-            held: Cell::new(None),
-            fd: Cell::new(UNOPENED),
+            picker: Cell::default(),
             inherited_mask: self.inherited_mask,
             inherited_sigchld: self.inherited_sigchld,
         }
@@ -269,314 +255,32 @@ impl SignalState {
     }
 
     /// Waits for the next collected signal, without a timeout when `deadline` is `None`.
-    /// Returns `None` once the deadline has passed.
+    /// Returns `None` once the deadline has passed. How signals are taken: see [`picker`].
     pub fn next(&self, deadline: Option<Instant>) -> Option<Received> {
-        loop {
-            let received = self.take_next(deadline)?;
-            if !received.raised_by(self.own_pid()) {
-                return Some(received);
+        let own_pid = self.own_pid();
+        self.with_picker(|picker| {
+            loop {
+                let received = picker.next(deadline)?;
+                if !received.raised_by(own_pid) {
+                    return Some(received);
+                }
+                // Not a word about it: a log line to such a stderr would raise the next one.
             }
-            // Not a word about it: a log line to such a stderr would raise the next one.
-        }
+        })
     }
 
-    /// One system call per signal while they come one at a time: a blocking read of up to two
-    /// from the signalfd. A read that returns two means a backlog: then the signals pending are
-    /// taken in [`Order`] until none is left, and the next wait blocks again.
-    fn take_next(&self, deadline: Option<Instant>) -> Option<Received> {
-        let mut order = self.order.get();
-        if let Some(received) = self.held.take() {
-            order.note(received.sig.0);
-            self.order.set(order);
-            return Some(received);
-        }
-        if order.backlog {
-            let received = order.take_pending();
-            self.order.set(order);
-            if received.is_some() {
-                return received;
-            }
-        }
-        let fd = if deadline.is_none() { self.fd() } else { None };
-        let read = fd.and_then(|fd| {
-            let read = read_two(fd);
-            if read.is_none() {
-                // The descriptor failed us: wait without it from now on.
-                self.release_descriptor();
-                self.fd.set(NO_FD);
-            }
-            read
-        });
-        let (received, backlog) = match read {
-            Some((first, second)) => {
-                self.held.set(second);
-                (first, second.is_some())
-            }
-            // With a deadline, or without a signalfd: one at a time, and then look again.
-            None => (wait(collected(), deadline).ok()?, true),
-        };
-        order.note(received.sig.0);
-        order.backlog = backlog;
-        self.order.set(order);
-        Some(received)
-    }
-
-    /// Closes the signalfd, for the drain, which wants every descriptor it can get (its waits
-    /// have deadlines). A later wait without one opens it again.
+    /// Closes the signalfds, for the drain, which wants every descriptor it can get (its waits
+    /// have deadlines). A later wait without one opens the wait's again.
     pub fn release_descriptor(&self) {
-        let fd = self.fd.replace(WANTED);
-        if fd >= 0 {
-            // SAFETY: our own signalfd, forgotten above.
-            unsafe { libc::close(fd) };
-        }
+        self.with_picker(Picker::release_descriptors)
     }
 
-    fn fd(&self) -> Option<i32> {
-        match self.fd.get() {
-            UNOPENED => self.fd.set(WANTED),
-            WANTED => self
-                .fd
-                .set(open_signalfd(libc::SFD_CLOEXEC).unwrap_or(NO_FD)),
-            _ => {}
-        }
-        Some(self.fd.get()).filter(|&fd| fd >= 0)
+    fn with_picker<T>(&self, f: impl FnOnce(&mut Picker) -> T) -> T {
+        let mut picker = self.picker.take();
+        let result = f(&mut picker);
+        self.picker.set(picker);
+        result
     }
-}
-
-/// A signalfd for every collected signal; raw, so that signals 32 and 33 are in it too.
-fn open_signalfd(flags: libc::c_int) -> Option<i32> {
-    let set = collected();
-    // SAFETY: `set` is a readable kernel sigset of the size passed; -1 makes a new descriptor.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_signalfd4,
-            -1,
-            &set as *const KernelSet,
-            KERNEL_SET_SIZE,
-            flags,
-        )
-    };
-    (fd >= 0).then_some(fd as i32)
-}
-
-/// How many signals may be taken ahead of one that is pending: a sender that never stops
-/// sending one signal must not starve the others (SIGCHLD above all).
-const FAIR_WAIT: u32 = 64;
-
-/// How many of one queued signal may be taken in a row when a round holds `signals`.
-///
-/// Half of [`FAIR_WAIT`] a round: a signal that arrives just after its turn waits for the rest of
-/// this round and its place in the next. The rotation goes on across rounds, and a run counts
-/// across them too.
-fn quantum(signals: u32) -> u32 {
-    (FAIR_WAIT / 2 / signals.max(1)).max(1)
-}
-
-/// Which pending signal to take next, once signals are found waiting.
-///
-/// The kernel hands out the lowest-numbered pending signal first, and finding a queued
-/// real-time signal walks the queue, which is in arrival order. With thousands queued from a
-/// sender that cycles through signals (RTMIN, RTMIN+1, ... RTMIN, ...), each lowest-first
-/// dequeue walks further: quadratic, seconds of kernel time for every init alike. So ferrinit
-/// takes them in rounds: the wait's read (lowest first, two at most), one look at what is
-/// pending (`rt_sigpending`), then each of those round-robin, SIGCHLD first, a queued one up to
-/// [`quantum`] times in a row. A sender that repeats one signal is followed cheaply, no pending
-/// signal waits behind more than [`FAIR_WAIT`] others, and each signal number keeps its own
-/// first-in, first-out order. Every system call takes a signal but the look, and the read's
-/// second signal pays for that: a storm costs two system calls per signal forwarded.
-#[derive(Clone, Copy, Default)]
-struct Order {
-    /// Pending at the round's start and not yet done with.
-    round: KernelSet,
-    quantum: u32,
-    last: i32,
-    /// How many of `last` were taken in a row.
-    run: u32,
-    /// Whether signals may be waiting: then take them here before waiting.
-    backlog: bool,
-}
-
-impl Order {
-    fn note(&mut self, sig: i32) {
-        self.run = if sig == self.last {
-            self.run.saturating_add(1)
-        } else {
-            1
-        };
-        self.last = sig;
-    }
-
-    /// From the round, the signal to take next.
-    fn choose(&self) -> Option<i32> {
-        let round = self.round;
-        if round == 0 {
-            return None;
-        }
-        if round & bit(libc::SIGCHLD) != 0 {
-            return Some(libc::SIGCHLD);
-        }
-        if round & bit_of(self.last) != 0 && self.run < self.quantum {
-            return Some(self.last);
-        }
-        // Rotated so that the signal after `last` sits in bit 0: the first set bit is then the
-        // next one round-robin.
-        let after = self.last.rem_euclid(64) as u32;
-        let offset = round.rotate_right(after).trailing_zeros();
-        Some(((after + offset) % 64) as i32 + 1)
-    }
-
-    /// Takes one pending signal, starting a round if none is under way; `None` (and no more
-    /// backlog) once the round is done. The next round begins with the wait's read, as the
-    /// backlog did: it takes what is pending, or waits, without a look that would find nothing
-    /// or a take that would fail.
-    fn take_pending(&mut self) -> Option<Received> {
-        if self.round == 0 {
-            self.round = pending() & collected();
-            self.quantum = quantum(self.round.count_ones());
-        }
-        loop {
-            let Some(sig) = self.choose() else {
-                self.backlog = false;
-                return None;
-            };
-            let next = if sig == self.last {
-                // Staying on a queued signal, which may have run out: offer the next one too,
-                // so that the call takes one either way (the kernel gives the lower number).
-                // With no next one, the wait's read takes it, or waits if it ran out.
-                let next = Order {
-                    round: self.round & !bit(sig),
-                    ..*self
-                }
-                .choose();
-                if next.is_none() {
-                    self.round = 0;
-                    self.backlog = false;
-                    return None;
-                }
-                next
-            } else {
-                // Moving on: done with the last one for this round.
-                self.round &= !bit_of(self.last);
-                None
-            };
-            let offered = bit(sig) | next.map_or(0, bit);
-            let Some(received) = take(offered) else {
-                // Not pending any more: a queued one ran out.
-                self.round &= !offered;
-                continue;
-            };
-            let taken = received.sig.0;
-            if taken != sig {
-                self.round &= !bit(sig);
-            }
-            // A standard signal is pending once at most.
-            if !Sig(taken).is_real_time() {
-                self.round &= !bit(taken);
-            }
-            // The round is done: the next one begins with the wait's read.
-            self.backlog = self.round != 0;
-            self.note(taken);
-            return Some(received);
-        }
-    }
-}
-
-/// As [`bit`], and the empty set for what is no signal (0 before the first).
-fn bit_of(sig: i32) -> KernelSet {
-    if (1..=64).contains(&sig) { bit(sig) } else { 0 }
-}
-
-/// The collected signals pending now (empty if the kernel will not say).
-fn pending() -> KernelSet {
-    let mut pending: KernelSet = 0;
-    // SAFETY: `pending` is writable storage for a kernel sigset of the size passed.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigpending,
-            &mut pending as *mut KernelSet,
-            KERNEL_SET_SIZE,
-        )
-    };
-    if result == 0 { pending } else { 0 }
-}
-
-/// Takes one pending signal of `set` without waiting, if there is one.
-fn take(set: KernelSet) -> Option<Received> {
-    wait_once(set, Some(Duration::ZERO)).ok()
-}
-
-/// Blocks until at least one signal can be read from the signalfd `fd`, then takes a second
-/// one too if it is already pending. The system call returns as many as are ready, up to two.
-/// `None` if the read fails for another reason than a stop.
-fn read_two(fd: i32) -> Option<(Received, Option<Received>)> {
-    // SAFETY: signalfd_siginfo is plain data.
-    let mut infos: [libc::signalfd_siginfo; 2] = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `infos` is writable for its whole size; `fd` is our signalfd.
-        let read = unsafe { libc::read(fd, infos.as_mut_ptr().cast(), size_of_val(&infos)) };
-        let count = usize::try_from(read).unwrap_or(0) / size_of::<libc::signalfd_siginfo>();
-        if count > 0 {
-            let second = (count > 1).then(|| Received::from_signalfd(&infos[1]));
-            return Some((Received::from_signalfd(&infos[0]), second));
-        }
-        // EINTR (woken by a stop/continue) reads again; anything else gives up on the fd.
-        if read >= 0 || Errno::last() != Errno::EINTR {
-            return None;
-        }
-    }
-}
-
-/// Takes one signal of `set`, waiting until `deadline` (forever if `None`); `Err(EAGAIN)` once
-/// it has passed. The system call itself, as with the mask: see [`KernelSet`].
-fn wait(set: KernelSet, deadline: Option<Instant>) -> Result<Received, Errno> {
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match wait_once(set, left) {
-            // EINTR: woken by a stop/continue. Wait again.
-            Err(Errno::EINTR) => continue,
-            result => return result,
-        }
-    }
-}
-
-fn wait_once(set: KernelSet, timeout: Option<Duration>) -> Result<Received, Errno> {
-    let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
-    let timeout = timeout.map(|left| libc::timespec {
-        tv_sec: left.as_secs().try_into().unwrap_or(libc::time_t::MAX),
-        tv_nsec: left.subsec_nanos().into(),
-    });
-    let timeout = timeout
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `set` is a kernel sigset of the size passed, `info` writable storage for one
-    // siginfo_t, and `timeout` null (no timeout) or a valid timespec.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigtimedwait,
-            &set as *const KernelSet,
-            info.as_mut_ptr(),
-            timeout,
-            KERNEL_SET_SIZE,
-        )
-    };
-    if result <= 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: on success the kernel filled in `info`.
-    let info = unsafe { info.assume_init() };
-    // SAFETY: si_pid, si_uid and si_value sit where the kernel put a sender's; for signals
-    // without one they hold zero or leftovers that are only printed, or ignored.
-    let (sender, uid, value) = unsafe { (info.si_pid(), info.si_uid(), info.si_value()) };
-    Ok(Received {
-        sig: Sig(result as i32),
-        sender,
-        code: info.si_code,
-        queued: (info.si_code == libc::SI_QUEUE).then_some(Queued {
-            pid: sender,
-            uid,
-            value: value.sival_ptr as u64,
-        }),
-    })
 }
 
 /// The signals the kernel raises at a process for what that process itself did: a fault, a
@@ -828,136 +532,6 @@ mod tests {
             let name = Sig(n).to_string();
             assert_eq!(parse(&name), Ok(n), "{name}");
         }
-    }
-
-    fn set(sigs: &[i32]) -> KernelSet {
-        sigs.iter().fold(0, |mask, &sig| mask | bit(sig))
-    }
-
-    fn round(sigs: &[i32], last: i32, run: u32) -> Order {
-        Order {
-            round: set(sigs),
-            quantum: quantum(sigs.len() as u32),
-            last,
-            run,
-            backlog: true,
-        }
-    }
-
-    #[test]
-    fn takes_the_round_round_robin() {
-        assert_eq!(round(&[34, 35, 40], 35, 99).choose(), Some(40));
-        assert_eq!(
-            round(&[34, 35, 40], 40, 99).choose(),
-            Some(34),
-            "wraps around"
-        );
-        assert_eq!(round(&[17], 0, 0).choose(), Some(17), "the first of all");
-        assert_eq!(round(&[], 17, 1).choose(), None);
-    }
-
-    #[test]
-    fn stays_on_a_queued_signal_for_its_share_of_the_round_only() {
-        // Two pending: each may be taken 16 times in a row, 32 a round.
-        assert_eq!(round(&[10, 35], 35, 15).choose(), Some(35));
-        assert_eq!(round(&[10, 35], 35, 16).choose(), Some(10));
-        assert_eq!(quantum(41), 1);
-        let mut order = round(&[10, 35], 35, 15);
-        order.note(35);
-        assert_eq!((order.last, order.run), (35, 16));
-        order.note(36);
-        assert_eq!((order.last, order.run), (36, 1));
-    }
-
-    #[test]
-    fn sigchld_goes_first_in_every_round_it_is_in() {
-        let chld = libc::SIGCHLD;
-        assert_eq!(round(&[chld, 40], 40, 1).choose(), Some(chld));
-        assert_eq!(round(&[chld, 34, 40], 34, 1).choose(), Some(chld));
-    }
-
-    /// The bound itself, against the kernel: a real-time signal behind a thousand of another
-    /// is taken after at most FAIR_WAIT of them, in each one's arrival order.
-    #[test]
-    fn no_pending_signal_waits_behind_more_than_fair_wait_others() {
-        let (rtmin, late) = (libc::SIGRTMIN(), libc::SIGRTMIN() + 1);
-        std::thread::spawn(move || {
-            let blocked = bit(rtmin) | bit(late);
-            set_mask(libc::SIG_BLOCK, &blocked, None).unwrap();
-            // SAFETY: signals to this thread alone, blocked in it; values count up.
-            let queue = |sig: i32, value: usize| unsafe {
-                let tid = libc::gettid();
-                let mut info: QueueInfo = std::mem::zeroed();
-                (info.signo, info.code, info.pid, info.value) =
-                    (sig, libc::SI_QUEUE, libc::getpid(), value as u64);
-                let sent = libc::syscall(
-                    libc::SYS_rt_tgsigqueueinfo,
-                    libc::getpid(),
-                    tid,
-                    sig,
-                    &info as *const QueueInfo,
-                );
-                assert_eq!(sent, 0, "{}", Errno::last());
-            };
-            for n in 0..1000 {
-                queue(rtmin, n);
-            }
-            queue(late, 1000);
-            let mut order = Order::default();
-            order.note(rtmin);
-            let mut taken = Vec::new();
-            // Rounds as take_next has them, with the wait's read (here: one, lowest first)
-            // between them.
-            let read = |order: &mut Order| {
-                let received = wait_once(blocked, Some(Duration::ZERO)).ok()?;
-                order.note(received.sig.0);
-                order.backlog = true;
-                Some(received)
-            };
-            while let Some(received) = order.take_pending().or_else(|| read(&mut order)) {
-                let value = received.queued.map(|q| q.value);
-                taken.push((received.sig.0, value));
-                if taken.len() > 1001 {
-                    break;
-                }
-            }
-            let position = taken.iter().position(|&(sig, _)| sig == late).unwrap();
-            assert!(position <= FAIR_WAIT as usize, "taken at {position}");
-            let firsts: Vec<u64> = taken
-                .iter()
-                .filter_map(|&(s, v)| v.filter(|_| s == rtmin))
-                .collect();
-            assert_eq!(firsts, (0..1000).collect::<Vec<u64>>(), "in arrival order");
-        })
-        .join()
-        .unwrap();
-    }
-
-    /// The round's last signal taken, the next round begins with the wait's read, which takes
-    /// what is pending or waits: no look first, which might find nothing.
-    #[test]
-    fn a_round_that_took_its_last_signal_hands_over_to_the_wait() {
-        std::thread::spawn(|| {
-            let blocked = bit(libc::SIGUSR1) | bit(libc::SIGUSR2);
-            set_mask(libc::SIG_BLOCK, &blocked, None).unwrap();
-            // SAFETY: signals to this thread alone, blocked in it.
-            unsafe {
-                for sig in [libc::SIGUSR1, libc::SIGUSR2] {
-                    libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), sig);
-                }
-            }
-            let mut order = Order {
-                backlog: true,
-                ..Order::default()
-            };
-            assert!(order.take_pending().is_some());
-            assert!(order.backlog, "one of the round is left");
-            assert!(order.take_pending().is_some());
-            assert!(!order.backlog, "the round is done");
-            assert_eq!(pending() & blocked, 0);
-        })
-        .join()
-        .unwrap();
     }
 
     #[test]

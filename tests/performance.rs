@@ -188,8 +188,66 @@ fn a_storm_of_queued_signals_costs_two_system_calls_per_signal() {
     );
 }
 
+/// Under strace, a storm of K of one real-time signal, queued while ferrinit is stopped: a run
+/// of one signal is taken many at a time, one read for the rest of its turn in a round, so that
+/// from the first forward to the last ferrinit makes little more than one system call per
+/// signal, the kill (two each before: a take and a kill).
+#[test]
+fn a_storm_of_one_queued_signal_is_taken_many_at_a_time() {
+    assert!(
+        have("strace"),
+        "strace is missing: install the Debian package strace"
+    );
+    const K: usize = 400;
+    let trace = scratch_dir("storm-of-one").join("trace");
+    let mut command = clean_command("strace", ["-o".as_ref(), trace.as_os_str()]);
+    command.args([ferrinit_testkit::ferrinit().as_os_str()]);
+    command.args(["-s", "--", probe_arg(), "siginfo"]);
+    let mut running = Running::start(command);
+    running.expect_stdout("probe ready");
+    let init = children_of(running.pid())[0];
+    // One first, so that ferrinit waits in its signalfd read; then a backlog.
+    send(init, libc::SIGUSR1);
+    running.expect_stdout("probe got SIGUSR1");
+    send(init, libc::SIGSTOP);
+    eventually("ferrinit is stopped", || {
+        matches!(process_state(init).as_deref(), Some("T" | "t"))
+    });
+    for _ in 0..K {
+        send(init, rtmin(1));
+    }
+    send(init, libc::SIGCONT);
+    for _ in 0..K {
+        running.expect_stdout("probe got SIGRTMIN+1 ");
+    }
+    running.close_stdin();
+    let out = running.finish();
+    assert_eq!(out.code(), 0, "{:?}", out.stderr);
+    let trace = std::fs::read_to_string(&trace).expect("strace's output");
+    let calls: Vec<&str> = trace
+        .lines()
+        .filter(|l| !l.starts_with("+++") && !l.starts_with("---"))
+        .collect();
+    let kills: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i].starts_with("kill(") && calls[i].contains("SIGRT"))
+        .collect();
+    assert_eq!(kills.len(), K, "forwards in the trace:\n{trace}");
+    let (first, last) = (kills[0], kills[K - 1]);
+    // The kills, and per round of up to 32: the wait's read, the look, the read of the rest.
+    let others = calls[first..=last]
+        .iter()
+        .filter(|c| !c.starts_with("kill("))
+        .count();
+    assert!(
+        others <= K / 8,
+        "{others} system calls besides the {K} forwards:\n{}",
+        calls[first..=last].join("\n")
+    );
+}
+
 /// ferrinit takes a signal in three ways: its first wait (`sigtimedwait`), a read of its
-/// signalfd, and a backlog's round. A sigqueue'd value and sender survive each.
+/// signalfd, and a backlog's round (here: one read of many). A sigqueue'd value and sender
+/// survive each.
 #[test]
 fn a_sigqueued_value_and_sender_survive_every_way_ferrinit_takes_signals() {
     let mut running = Running::start(as_process(["-s", "--", probe_arg(), "siginfo"]));
