@@ -348,6 +348,8 @@ impl Finding {
         if self.kind != Kind::Nothing {
             return;
         }
+        // The file must be opened, and the line written, under a tight RLIMIT_NOFILE too.
+        crate::fds::close_left_open();
         match errno {
             Errno::EACCES => {
                 // SAFETY: `stat` is plain storage, filled in by the call before it is read.
@@ -500,6 +502,8 @@ pub fn spawn(
         unsafe {
             libc::setpgid(0, 0);
             if terminal.is_some() {
+                // /dev/tty may need a slot they hold (a tight RLIMIT_NOFILE).
+                crate::fds::close_left_open();
                 Terminal::give_to_self_in_child();
             }
             if let Some((_, slot)) = exec.listen.as_mut() {
