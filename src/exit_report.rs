@@ -365,7 +365,16 @@ fn read_counter(descriptors: Descriptors) -> Option<u64> {
         Descriptors::Leave => fds::open_first(c"/proc/self/cgroup")?,
         Descriptors::Close => open(c"/proc/self/cgroup")?,
     };
-    let cgroups = read_fd(fd, &mut buf, descriptors)?;
+    let whole;
+    let cgroups = match read_fd(fd, &mut buf, descriptors) {
+        Some(cgroups) => cgroups,
+        // Too long for the buffer: many hierarchies with long paths (a Kubernetes node on
+        // cgroup v1 with the systemd driver has a dozen, of 150 bytes and more each).
+        None => {
+            whole = read_small(Path::new("/proc/self/cgroup"))?;
+            whole.as_bytes()
+        }
+    };
     conventional_count(cgroups, descriptors).or_else(|| {
         let cgroups = std::str::from_utf8(cgroups).ok()?;
         let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
