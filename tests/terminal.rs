@@ -66,6 +66,20 @@ fn the_child_reads_the_terminal_as_pid1() {
 }
 
 #[test]
+fn a_failed_exec_in_the_background_under_tostop_says_why_and_exits_127() {
+    // The child's line about its failed exec is ferrinit's own: a background job under
+    // `stty tostop` must not be stopped for it (as the command would be for its output).
+    let mut shell = interactive_shell();
+    shell.type_text("stty tostop; \"$F\" -s -- /no/such/command & wait $!; echo \"status=$?\"\n");
+    // The typed line echoes "status=$?" first: the answer is the next "status=".
+    shell.expect("status=");
+    let seen = shell.expect("status=");
+    let answer = shell.expect("\n");
+    assert!(seen.contains("cannot run '/no/such/command'"), "{seen:?}");
+    assert_eq!(answer.trim(), "127", "{seen:?}");
+}
+
+#[test]
 fn ctrl_z_gives_the_shell_its_prompt_back_and_fg_resumes_the_child() {
     let mut shell = interactive_shell();
     shell.type_text("\"$F\" -s -- \"$P\" tty-read\n");
