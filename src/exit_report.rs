@@ -86,7 +86,13 @@ impl Watch {
     pub fn start(report: Option<&Path>) -> Result<Watch, ReportError> {
         let started = Instant::now();
         let oom_counter = OomCounter::find();
-        let report = report.map(Report::open).transpose()?;
+        let report = report
+            .map(|path| {
+                // Its slots may be the last that RLIMIT_NOFILE allows.
+                fds::close_left_open();
+                Report::open(path)
+            })
+            .transpose()?;
         Ok(Watch {
             started,
             oom_counter,
@@ -339,7 +345,7 @@ impl OomCounter {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Descriptors {
     /// At start-up: left open (close-on-exec), for the sweep of what ferrinit inherited to close
-    /// right after the spawn (`fds::close_all_except`), instead of a close each. The first is
+    /// right after the spawn, instead of a close each (`fds::leave_open`). The first is
     /// ferrinit's first descriptor, which tells whether stdio is all open (`fds::open_first`).
     Leave,
     Close,
@@ -359,7 +365,16 @@ fn read_counter(descriptors: Descriptors) -> Option<u64> {
         Descriptors::Leave => fds::open_first(c"/proc/self/cgroup")?,
         Descriptors::Close => open(c"/proc/self/cgroup")?,
     };
-    let cgroups = read_fd(fd, &mut buf, descriptors)?;
+    let whole;
+    let cgroups = match read_fd(fd, &mut buf, descriptors) {
+        Some(cgroups) => cgroups,
+        // Too long for the buffer: many hierarchies with long paths (a Kubernetes node on
+        // cgroup v1 with the systemd driver has a dozen, of 150 bytes and more each).
+        None => {
+            whole = read_small(Path::new("/proc/self/cgroup"))?;
+            whole.as_bytes()
+        }
+    };
     conventional_count(cgroups, descriptors).or_else(|| {
         let cgroups = std::str::from_utf8(cgroups).ok()?;
         let mountinfo = read_small(Path::new("/proc/self/mountinfo"))?;
@@ -410,10 +425,13 @@ fn count_at(parts: &[&[u8]], descriptors: Descriptors) -> Option<u64> {
     oom_kill_count(read_fd(open(file)?, &mut buf, descriptors)?)
 }
 
+/// Under a tight RLIMIT_NOFILE, in the slot of /proc/self/cgroup, left for the sweep.
 fn open(path: &CStr) -> Option<RawFd> {
-    // SAFETY: a valid C string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    (fd >= 0).then_some(fd)
+    fds::open_or_make_room(|| {
+        // SAFETY: a valid C string.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        (fd >= 0).then_some(fd)
+    })
 }
 
 /// A small file read whole into `buf` with one read, then closed or not as `descriptors` says.
@@ -421,9 +439,12 @@ fn open(path: &CStr) -> Option<RawFd> {
 fn read_fd(fd: RawFd, buf: &mut [MaybeUninit<u8>], descriptors: Descriptors) -> Option<&[u8]> {
     // SAFETY: `buf` is writable for its length.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if descriptors == Descriptors::Close {
+    match descriptors {
+        Descriptors::Leave => fds::leave_open(fd),
         // SAFETY: the caller's descriptor, which it hands over.
-        unsafe { libc::close(fd) };
+        Descriptors::Close => unsafe {
+            libc::close(fd);
+        },
     }
     let n = usize::try_from(n).ok().filter(|&n| n < buf.len())?;
     // SAFETY: the read filled the first `n` bytes.

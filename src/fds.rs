@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// If ferrinit starts with 0, 1 or 2 closed, the first descriptor it opens would land there and
 /// be handed to the child as stdin, stdout or stderr. Fill each gap with a close-on-exec
@@ -58,12 +59,59 @@ pub fn open_first(path: &CStr) -> Option<RawFd> {
     (copy > 2).then_some(copy)
 }
 
+/// Descriptors of ferrinit's own (close-on-exec) that it no longer needs and leaves for
+/// [`close_all_except`] to close, instead of a close each: the OOM baseline's (exit_report.rs).
+/// Until then they hold slots that a tight RLIMIT_NOFILE may leave nothing else: whoever opens a
+/// descriptor in between, and would otherwise fail or do less, closes them first
+/// ([`close_left_open`]) where it costs nothing at an ordinary start.
+static LEFT_OPEN: [AtomicI32; 2] = [const { AtomicI32::new(-1) }; 2];
+
+/// Leaves `fd` open for the sweep, or closes it now if no slot is free.
+pub fn leave_open(fd: RawFd) {
+    let free = LEFT_OPEN.iter().find(|slot| {
+        slot.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    });
+    if free.is_none() {
+        // SAFETY: the caller hands over a descriptor it no longer uses.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Closes the descriptors left open for the sweep; whether there was any. Async-signal-safe
+/// (the forked child calls it before opening anything of its own).
+pub fn close_left_open() -> bool {
+    let mut closed = false;
+    for slot in &LEFT_OPEN {
+        let fd = slot.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: a descriptor ferrinit opened and left for the sweep, which has not run.
+            unsafe { libc::close(fd) };
+            closed = true;
+        }
+    }
+    closed
+}
+
+/// `open()`, and once more should it fail for want of a descriptor (EMFILE) while some are left
+/// open for the sweep: those are closed first. Costs nothing while descriptors are to spare.
+pub fn open_or_make_room<T>(open: impl Fn() -> Option<T>) -> Option<T> {
+    open().or_else(|| {
+        let emfile = nix::errno::Errno::last() == nix::errno::Errno::EMFILE;
+        (emfile && close_left_open()).then(open).flatten()
+    })
+}
+
 /// Closes every descriptor from 3 up except those in `keep` (the ones of ferrinit's own that it
 /// still needs). Called once the child exists: it has its copies of what ferrinit inherited
 /// (socket activation, a runtime's pipes), and ferrinit must not hold them open (a pipe's reader
 /// would never see end-of-file). The log's own descriptor of stderr goes too, and is opened
 /// again at the next line.
 pub fn close_all_except(keep: &[RawFd]) {
+    // The sweep closes them: their numbers may be given out again from now on.
+    for slot in &LEFT_OPEN {
+        slot.store(-1, Ordering::Relaxed);
+    }
     // Usually nothing is kept: no list to build.
     if keep.iter().all(|&fd| fd < 3) {
         close_range(3, u32::MAX);

@@ -181,8 +181,11 @@ impl Exec {
     /// never waiting on a full pipe.
     fn report_in_child(&self, finding: &Finding) -> ! {
         // The inherited signal state is back in place: a write to a pipe nobody reads, or past
-        // RLIMIT_FSIZE, must not kill the child with a signal that would hide its exit code.
-        let own_writes: u64 = 1 << (libc::SIGPIPE - 1) | 1 << (libc::SIGXFSZ - 1);
+        // RLIMIT_FSIZE, must not kill the child with a signal that would hide its exit code;
+        // nor must a write to the terminal from the background under `stty tostop` stop it
+        // (SIGTTOU blocked lets the write through): the line is ferrinit's, not the command's.
+        let own_writes: u64 =
+            1 << (libc::SIGPIPE - 1) | 1 << (libc::SIGXFSZ - 1) | 1 << (libc::SIGTTOU - 1);
         // SAFETY: a raw rt_sigprocmask with a readable 8-byte kernel set: async-signal-safe.
         unsafe {
             libc::syscall(
@@ -348,6 +351,8 @@ impl Finding {
         if self.kind != Kind::Nothing {
             return;
         }
+        // The file must be opened, and the line written, under a tight RLIMIT_NOFILE too.
+        crate::fds::close_left_open();
         match errno {
             Errno::EACCES => {
                 // SAFETY: `stat` is plain storage, filled in by the call before it is read.
@@ -500,6 +505,8 @@ pub fn spawn(
         unsafe {
             libc::setpgid(0, 0);
             if terminal.is_some() {
+                // /dev/tty may need a slot they hold (a tight RLIMIT_NOFILE).
+                crate::fds::close_left_open();
                 Terminal::give_to_self_in_child();
             }
             if let Some((_, slot)) = exec.listen.as_mut() {

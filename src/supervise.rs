@@ -111,7 +111,8 @@ fn supervise(
     let Mode::Run(command) = config.mode else {
         return pause(config, signals, drained, watch.kept_fd());
     };
-    let terminal = Terminal::controlling();
+    // /dev/tty may need a slot that the OOM baseline's descriptors hold (a tight RLIMIT_NOFILE).
+    let terminal = fds::open_or_make_room(Terminal::controlling);
     let give_terminal = terminal.as_ref().filter(|t| t.foreground_at_start());
     let child = match spawn::spawn(
         command,

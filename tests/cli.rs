@@ -291,6 +291,29 @@ fn a_script_whose_interpreter_is_missing_is_reported_by_its_interpreter() {
 }
 
 #[test]
+fn a_missing_interpreter_is_named_under_a_tight_descriptor_limit() {
+    // RLIMIT_NOFILE 5: the child opens the script to read its `#!` line, in slots that
+    // ferrinit's own descriptors (the OOM baseline's, left open until the spawn) must not hold.
+    let dir = scratch_dir("interpreter-nofile");
+    let script = dir.join("script");
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for limit in [4, 5] {
+        let mut command = as_process(["-s", "--", script.to_str().unwrap()]);
+        ferrinit_testkit::limit_descriptors(&mut command, limit);
+        let out = run(command);
+        assert_eq!(out.code(), 127, "{limit}: {:?}", out.stderr);
+        assert!(
+            out.stderr
+                .iter()
+                .any(|l| l.contains("'/no/such/interpreter'")),
+            "{limit}: {:?}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn a_relative_command_is_diagnosed_where_the_user_named_it() {
     // ferrinit moves to / once the child exists; the diagnosis must not look there.
     let dir = scratch_dir("relative");

@@ -247,6 +247,79 @@ fn oom_kill_is_named_from_the_v2_memory_events_on_hosts_with_a_v2_memory_control
     oom_kill_is_named_as_the_cause(&cgroup);
 }
 
+/// Under RLIMIT_NOFILE 4 (one descriptor beyond stdio), the baseline is still read (one file
+/// after the other), and a SIGKILL is still told apart from the OOM killer.
+fn a_sigkill_is_told_apart_from_the_oom_killer_under_a_tight_descriptor_limit(
+    cgroup: &MemoryCgroup,
+) {
+    let mut command = as_process(["-s", "--", probe_arg(), "die", "9"]);
+    cgroup.put(&mut command);
+    ferrinit_testkit::limit_descriptors(&mut command, 4);
+    let out = run(command);
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
+}
+
+#[test]
+fn a_sigkill_is_told_apart_from_the_oom_killer_under_rlimit_nofile_4_with_v1_memory() {
+    let Some(cgroup) = memory_cgroup(1, "nofile-v1") else {
+        return;
+    };
+    a_sigkill_is_told_apart_from_the_oom_killer_under_a_tight_descriptor_limit(&cgroup);
+}
+
+#[test]
+fn a_sigkill_is_told_apart_from_the_oom_killer_under_rlimit_nofile_4_with_v2_memory() {
+    let Some(cgroup) = memory_cgroup(2, "nofile-v2") else {
+        return;
+    };
+    a_sigkill_is_told_apart_from_the_oom_killer_under_a_tight_descriptor_limit(&cgroup);
+}
+
+#[test]
+fn a_sigkill_is_told_apart_from_the_oom_killer_when_proc_self_cgroup_is_long() {
+    // /proc/self/cgroup beyond the 2 KB read at start-up (a Kubernetes node on cgroup v1 has a
+    // dozen hierarchies, with paths of 150 bytes and more): here one path of 9 × 241 bytes, in
+    // the v1 memory hierarchy, nested below a cgroup of the test's own.
+    let Some(cgroup) = memory_cgroup(1, "long-path") else {
+        return;
+    };
+    let mut nested = vec![cgroup.dir.clone()];
+    for level in 0..9 {
+        let dir = nested[level].join(format!("{level}{}", "x".repeat(240)));
+        std::fs::create_dir(&dir).expect("create a nested v1 memory cgroup");
+        nested.push(dir);
+    }
+    let deepest = MemoryCgroup {
+        dir: nested.pop().expect("nine levels"),
+    };
+    let mut command = as_process([
+        "-s",
+        "--",
+        "sh",
+        "-c",
+        "wc -c </proc/self/cgroup && kill -KILL $$",
+    ]);
+    deepest.put(&mut command);
+    let out = run(command);
+    drop(deepest);
+    for dir in nested.iter().skip(1).rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let length: usize = out
+        .stdout
+        .first()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        length > 2048,
+        "/proc/self/cgroup is {length} bytes: {:?}",
+        out.stdout
+    );
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
+}
+
 #[test]
 fn an_oom_kill_of_another_process_in_the_v1_memory_cgroup_is_not_claimed_as_the_childs() {
     let Some(cgroup) = memory_cgroup(1, "oom-elsewhere-v1") else {
@@ -449,6 +522,26 @@ fn an_unwritable_report_path_fails_with_125_before_the_command_runs() {
         out.stderr
     );
     assert!(!marker.exists(), "the command must not have run");
+}
+
+#[test]
+fn the_report_is_written_under_rlimit_nofile_4() {
+    // One descriptor beyond stdio: the report's, which the OOM baseline's (left open until the
+    // spawn) must leave free.
+    let path = report_path("nofile-4");
+    let mut command = as_process([
+        "-s",
+        "--exit-report",
+        path.to_str().expect("utf-8"),
+        "--",
+        probe_arg(),
+        "exit",
+        "3",
+    ]);
+    ferrinit_testkit::limit_descriptors(&mut command, 4);
+    let out = run(command);
+    assert_eq!(out.code(), 3, "{:?}", out.stderr);
+    assert_eq!(report(&path)["code"], 3);
 }
 
 #[test]

@@ -565,6 +565,24 @@ pub fn zombies_of(parent: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Runs `command` with RLIMIT_NOFILE (soft and hard) at `limit`: room for stdio and
+/// `limit - 3` more. Set last thing before exec, after any earlier `pre_exec` that opens files.
+pub fn limit_descriptors(command: &mut Command, limit: u64) {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A signal number by name, glibc's SIGRTMIN included, for building command lines.
 pub fn rtmin(offset: i32) -> i32 {
     libc::SIGRTMIN() + offset
