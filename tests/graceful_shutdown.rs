@@ -2,7 +2,8 @@
 //! then SIGKILL; ferrinit exits with the child's status, and nothing outside its care is touched.
 
 use ferrinit_testkit::{
-    Finished, Running, as_pid1, as_process, is_alive, probe, stall_timeout, wait_for_exit_of,
+    Finished, Running, as_pid1, as_process, eventually, fds_of, is_alive, probe, stall_timeout,
+    wait_for_exit_of, waits_for_signals_with_timeout,
 };
 
 fn probe_arg() -> &'static str {
@@ -573,4 +574,44 @@ fn the_drain_asks_the_kernel_not_proc_whose_child_a_process_is() {
     assert_eq!(victim.expect_stdout("victim got"), "victim got SIGUSR1");
     victim.close_stdin();
     assert_eq!(victim.finish().code(), 0);
+}
+
+#[test]
+fn the_drain_waits_without_holding_a_signalfd() {
+    // A stubborn straggler keeps the drain waiting out its hour. Its waits have deadlines and
+    // take signals with sigtimedwait: a signalfd opened there would take the one descriptor a
+    // tight RLIMIT_NOFILE leaves the drain's /proc listing.
+    let script = r#""$0" straggler stubborn 0; read -r line; exit 7"#;
+    let mut running = Running::start(as_process([
+        "-s",
+        "-t",
+        "1h",
+        "--",
+        "sh",
+        "-c",
+        script,
+        probe_arg(),
+    ]));
+    let straggler = straggler_pid(&running);
+    running.close_stdin();
+    let init = running.pid();
+    eventually("ferrinit waits out the grace period", || {
+        waits_for_signals_with_timeout(init)
+    });
+    let signalfds: Vec<i32> = fds_of(init)
+        .into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/{init}/fd/{fd}"))
+                .is_ok_and(|file| file.as_os_str() == "anon_inode:[signalfd]")
+        })
+        .collect();
+    // SAFETY: kill has no memory-safety preconditions; the straggler is the probe's, and its
+    // end lets the drain end.
+    unsafe { libc::kill(straggler, libc::SIGKILL) };
+    let out = running.finish();
+    assert!(
+        signalfds.is_empty(),
+        "signalfds held while draining: {signalfds:?}"
+    );
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
 }

@@ -84,7 +84,14 @@ impl Picker {
 
     /// Takes at least one signal into `held`, or returns `None` once `deadline` has passed.
     fn wait(&mut self, deadline: Option<Instant>) -> Option<()> {
-        if let (None, Some(fd)) = (deadline, self.wait_fd()) {
+        // Only a wait without a deadline reads the signalfd: the drain's waits, which have
+        // deadlines, must not open it (the drain wants every descriptor it can get).
+        let fd = if deadline.is_none() {
+            self.wait_fd()
+        } else {
+            None
+        };
+        if let Some(fd) = fd {
             match read_into(fd, 2, &mut self.held) {
                 Ok(read @ 1..) => {
                     self.backlog = read > 1;
