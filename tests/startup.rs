@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ferrinit_testkit::{
-    Running, clean_command, ferrinit, init_as_pid1, probe, require, run, scratch_dir, tool,
+    Running, clean_command, ferrinit, init_as_pid1, probe, require, run, run_with_closed_stdio,
+    scratch_dir, tool,
 };
 
 /// The system calls of `INIT -- /bin/true` as PID 1 of a new PID namespace, from strace -f: the
@@ -170,29 +171,7 @@ fn closed_stdio_stays_closed_with_an_exit_report_and_the_report_is_whole() {
         ]);
         // The log (-vvv) says a lot: none of it may reach the report.
         command.stderr(std::process::Stdio::null());
-        let to_close = closed.to_vec();
-        // SAFETY: close is async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
-                for &fd in &to_close {
-                    libc::close(fd);
-                }
-                Ok(())
-            });
-        }
-        let status = command.status().expect("run");
-        assert_eq!(status.code(), Some(0), "closed {closed:?}");
-        let text = std::fs::read_to_string(&state).unwrap();
-        let fds = text
-            .lines()
-            .find_map(|l| l.strip_prefix("fds "))
-            .unwrap_or("")
-            .to_owned();
-        let expected: Vec<String> = (0..=2)
-            .filter(|fd| !closed.contains(fd))
-            .map(|fd| fd.to_string())
-            .collect();
-        assert_eq!(fds, expected.join(" "), "closed {closed:?}");
+        run_with_closed_stdio(command, closed, &state);
         let report = std::fs::read_to_string(&report).unwrap();
         assert!(
             report.starts_with("{\"code\":0,") && report.lines().count() == 1,

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferrinit_testkit::{
     Running, as_pid1, as_process, children_of, clean_command, cpu_ticks_of_tree, eventually,
-    eventually_progressing, ferrinit, probe, require_root, rtmin, run, scratch_dir, status_field,
-    zombies_of,
+    eventually_progressing, ferrinit, probe, require_root, rtmin, run, run_with_closed_stdio,
+    scratch_dir, status_field, zombies_of,
 };
 
 fn probe_arg() -> &'static str {
@@ -489,36 +489,14 @@ fn closed_stdio_stays_closed_in_the_child_and_ferrinit_puts_nothing_there() {
     for closed in [&[0][..], &[1], &[2], &[0, 1, 2]] {
         let state = dir.join(format!("state-{closed:?}"));
         // Not under unshare, which would open something of its own in the gap.
-        let mut command = as_process([
+        let command = as_process([
             "-s",
             "--",
             probe_arg(),
             "state-file",
             state.to_str().unwrap(),
         ]);
-        let to_close = closed.to_vec();
-        // SAFETY: close is async-signal-safe.
-        unsafe {
-            command.pre_exec(move || {
-                for &fd in &to_close {
-                    libc::close(fd);
-                }
-                Ok(())
-            });
-        }
-        let status = command.status().expect("run");
-        assert_eq!(status.code(), Some(0), "closed {closed:?}");
-        let text = std::fs::read_to_string(&state).unwrap();
-        let fds = text
-            .lines()
-            .find_map(|l| l.strip_prefix("fds "))
-            .unwrap_or("")
-            .to_owned();
-        let expected: Vec<String> = (0..=2)
-            .filter(|fd| !closed.contains(fd))
-            .map(|fd| fd.to_string())
-            .collect();
-        assert_eq!(fds, expected.join(" "), "closed {closed:?}");
+        run_with_closed_stdio(command, closed, &state);
     }
 }
 

@@ -184,6 +184,35 @@ where
     command
 }
 
+/// Runs `command` with the descriptors `closed` (of 0, 1 and 2) closed; its command writes a
+/// probe `state-file` to `state`. Checks that it exits 0 and that the command found exactly the
+/// others of 0, 1 and 2 open: as closed as ferrinit was started, nothing of ferrinit's there.
+pub fn run_with_closed_stdio(mut command: Command, closed: &[i32], state: &Path) {
+    let to_close = closed.to_vec();
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &to_close {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let status = command.status().expect("run");
+    assert_eq!(status.code(), Some(0), "closed {closed:?}");
+    let text = std::fs::read_to_string(state).expect("the probe's state file");
+    let fds = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fds "))
+        .unwrap_or("")
+        .to_owned();
+    let expected: Vec<String> = (0..=2)
+        .filter(|fd| !closed.contains(fd))
+        .map(|fd| fd.to_string())
+        .collect();
+    assert_eq!(fds, expected.join(" "), "closed {closed:?}");
+}
+
 /// `program ARGS` from a clean start (see [`clean_start`]), not under ferrinit.
 pub fn clean_command<I, S>(program: impl AsRef<OsStr>, args: I) -> Command
 where
