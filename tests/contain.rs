@@ -975,3 +975,61 @@ fn cgroup_level_janitor_is_named_leaves_the_cwd_and_cannot_hold_ferrinit_up_when
     running.close_stdin();
     assert_eq!(running.finish().code(), 0);
 }
+
+#[test]
+fn the_subreaper_sweep_finds_what_is_left_under_rlimit_nofile_6_after_a_stream_of_queued_signals() {
+    // The sweep lists /proc and opens each stat file: two descriptors, the two that RLIMIT_NOFILE 6
+    // leaves beyond stdio and ferrinit's wait. A stream of one queued signal, taken many at a
+    // time, must not have left ferrinit holding a descriptor for it once the child is gone.
+    // `-r RTMIN:0`: the stream is ferrinit's alone.
+    let rtmin = ferrinit_testkit::rtmin(0);
+    let drop_rtmin = format!("{rtmin}:0");
+    let script = r#""$0" straggler stubborn 0; read -r line; exit 7"#;
+    let mut command = as_process([
+        "--contain=subreaper",
+        "-r",
+        &drop_rtmin,
+        "--",
+        "sh",
+        "-c",
+        script,
+        probe_arg(),
+    ]);
+    ferrinit_testkit::limit_descriptors(&mut command, 6);
+    let mut running = Running::start(command);
+    let line = running.expect_stdout("straggler ");
+    let straggler: i32 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("straggler PID ready");
+    let init = running.pid();
+    // Stopped, ferrinit finds the whole stream pending when it goes on: its rounds take it many
+    // at a time.
+    let signal_init = |sig| {
+        // SAFETY: kill has no memory-safety preconditions; `init` is our child.
+        assert_eq!(unsafe { libc::kill(init, sig) }, 0);
+    };
+    signal_init(libc::SIGSTOP);
+    eventually("ferrinit stopped", || {
+        process_state(init).as_deref() == Some("T")
+    });
+    for n in 0..200 {
+        ferrinit_testkit::sigqueue(init, rtmin, n);
+    }
+    signal_init(libc::SIGCONT);
+    eventually("ferrinit took the stream and waits again", || {
+        status_field(init, "ShdPnd").as_deref() == Some("0000000000000000")
+            && ferrinit_testkit::waits_for_signals_without_timeout(init)
+    });
+    running.close_stdin();
+    let exited = ferrinit_testkit::wait_for_exit_of(init, stall_timeout());
+    let left = ferrinit_testkit::is_alive(straggler);
+    if left {
+        // SAFETY: kill has no memory-safety preconditions; the straggler is the probe's.
+        unsafe { libc::kill(straggler, libc::SIGKILL) };
+    }
+    let out = running.finish();
+    assert!(exited && !left, "the straggler was left: {:?}", out.stderr);
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
