@@ -1004,24 +1004,7 @@ fn the_subreaper_sweep_finds_what_is_left_under_rlimit_nofile_6_after_a_stream_o
         .and_then(|p| p.parse().ok())
         .expect("straggler PID ready");
     let init = running.pid();
-    // Stopped, ferrinit finds the whole stream pending when it goes on: its rounds take it many
-    // at a time.
-    let signal_init = |sig| {
-        // SAFETY: kill has no memory-safety preconditions; `init` is our child.
-        assert_eq!(unsafe { libc::kill(init, sig) }, 0);
-    };
-    signal_init(libc::SIGSTOP);
-    eventually("ferrinit stopped", || {
-        process_state(init).as_deref() == Some("T")
-    });
-    for n in 0..200 {
-        ferrinit_testkit::sigqueue(init, rtmin, n);
-    }
-    signal_init(libc::SIGCONT);
-    eventually("ferrinit took the stream and waits again", || {
-        status_field(init, "ShdPnd").as_deref() == Some("0000000000000000")
-            && ferrinit_testkit::waits_for_signals_without_timeout(init)
-    });
+    queue_a_stream_while_stopped(init, rtmin);
     running.close_stdin();
     let exited = ferrinit_testkit::wait_for_exit_of(init, stall_timeout());
     let left = ferrinit_testkit::is_alive(straggler);
@@ -1032,4 +1015,90 @@ fn the_subreaper_sweep_finds_what_is_left_under_rlimit_nofile_6_after_a_stream_o
     let out = running.finish();
     assert!(exited && !left, "the straggler was left: {:?}", out.stderr);
     assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
+
+/// Stops `pid`, queues a stream of `sig` at it, continues it and waits until it has taken the
+/// stream and waits again: found pending all at once, the stream is taken many at a time.
+fn queue_a_stream_while_stopped(pid: i32, sig: i32) {
+    let signal = |sig| {
+        // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    eventually("stopped", || process_state(pid).as_deref() == Some("T"));
+    for n in 0..200 {
+        ferrinit_testkit::sigqueue(pid, sig, n);
+    }
+    signal(libc::SIGCONT);
+    eventually("the stream taken, and waiting again", || {
+        status_field(pid, "ShdPnd").as_deref() == Some("0000000000000000")
+            && ferrinit_testkit::waits_for_signals_without_timeout(pid)
+    });
+}
+
+#[test]
+fn cgroup_level_stops_a_process_moved_out_of_the_cgroup_under_rlimit_nofile_10_after_a_stream_of_queued_signals()
+ {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    // The outer ferrinit holds 8 descriptors (stdio, the cgroup's, its pipes) besides its
+    // signalfds, and closes one (the janitor's) before the sweep for what left the cgroup,
+    // which lists /proc and opens each stat file.
+    // `-r RTMIN:0`: the inner ferrinit drops the stream the outer one relays.
+    let rtmin = ferrinit_testkit::rtmin(0);
+    let drop_rtmin = format!("{rtmin}:0");
+    let command = as_process([
+        "--contain=cgroup",
+        "-r",
+        &drop_rtmin,
+        "--",
+        probe_arg(),
+        "marker",
+        "5",
+    ]);
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    queue_a_stream_while_stopped(running.pid(), rtmin);
+    // Lowered once it runs: its start-up needs more.
+    let rlimit = libc::rlimit {
+        rlim_cur: 10,
+        rlim_max: 10,
+    };
+    // SAFETY: prlimit reads a valid rlimit struct; the pid is our child.
+    let limited = unsafe {
+        libc::prlimit(
+            running.pid(),
+            libc::RLIMIT_NOFILE,
+            &rlimit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(limited, 0, "{}", std::io::Error::last_os_error());
+    std::fs::write(
+        own_cgroup_dir().join("cgroup.procs"),
+        marker.pid.to_string(),
+    )
+    .unwrap();
+    running.close_stdin();
+    let finished = running.finish();
+    let gone = marker.is_gone();
+    if !gone {
+        // SAFETY: kill has no memory-safety preconditions; the pid is pinned by our pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                marker.pidfd.as_raw_fd(),
+                9,
+                0,
+                0,
+            )
+        };
+    }
+    assert!(
+        gone,
+        "marker {} survived; {:?}",
+        marker.pid, finished.stderr
+    );
+    assert_eq!(finished.code(), 5, "{:?}", finished.stderr);
 }
