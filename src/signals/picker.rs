@@ -71,8 +71,9 @@ impl Picker {
         !self.held.is_empty()
     }
 
-    /// Closes the signalfds, for the drain, which wants every descriptor it can get (its waits
-    /// have deadlines). A later wait without one opens the wait's again.
+    /// Closes the signalfds, once the loop that waited without deadlines is over: what follows
+    /// (the drain, a sweep) wants every descriptor it can get, and its waits have deadlines. A
+    /// later wait without one opens the wait's again.
     pub(super) fn release_descriptors(&mut self) {
         if let Descriptor::Open(fd) = std::mem::replace(&mut self.wait_fd, Descriptor::Wanted) {
             close(fd);
@@ -301,7 +302,7 @@ fn open_or_narrow(fd: i32, sig: i32) -> Option<i32> {
 /// A signalfd for `set`, unless it would take the last descriptor RLIMIT_NOFILE leaves: while
 /// ferrinit waits, /dev/tty (job control), stderr (the log) and the OOM counter are each opened
 /// for a moment, and without that slot job control stops working. The signalfds only save
-/// system calls; the waits go on without them. Checked once per descriptor, with a copy closed
+/// system calls; the waits go on without them. Checked as each is opened, with a copy closed
 /// at once.
 fn open_leaving_room(set: KernelSet, flags: libc::c_int) -> Option<i32> {
     let fd = signalfd4(-1, set, flags)?;
