@@ -269,8 +269,9 @@ impl SignalState {
         })
     }
 
-    /// Closes the signalfds, for the drain, which wants every descriptor it can get (its waits
-    /// have deadlines). A later wait without one opens the wait's again.
+    /// Closes the signalfds, once the loop that waited without deadlines is over: what follows
+    /// (the OOM counter, the drain, a sweep) wants every descriptor it can get, and its waits
+    /// have deadlines. A later wait without one opens the wait's again.
     pub fn release_descriptor(&self) {
         self.with_picker(Picker::release_descriptors)
     }

@@ -143,12 +143,15 @@ fn supervise(
 
     let mut supervisor = Supervisor::new(config, child, terminal, stop, signals);
     let status = supervisor.wait_for_child();
+    // What comes after the main loop (the OOM counter, the drain, --contain=subreaper's sweep)
+    // opens descriptors of its own, which a tight RLIMIT_NOFILE leaves only once the signalfds
+    // are closed; its waits have deadlines and take signals without one.
+    signals.release_descriptor();
     // Had its exec failed, the child said why and exited 126 or 127: passed on like any code,
     // as tini does (`-e` applies).
     let core_dumped = supervisor.reaper.main_core_dumped;
     watch.child_ended(status, core_dumped, supervisor.last_forwarded.get());
     if let Some(grace) = config.grace_period {
-        signals.release_descriptor();
         *drained = drain(
             signals,
             &mut supervisor.reaper,
@@ -353,8 +356,9 @@ fn pause(
             None => {}
         }
     }
+    // As after the main loop.
+    signals.release_descriptor();
     if let Some(grace) = config.grace_period {
-        signals.release_descriptor();
         *drained = drain(
             signals,
             &mut reaper,

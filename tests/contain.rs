@@ -975,3 +975,130 @@ fn cgroup_level_janitor_is_named_leaves_the_cwd_and_cannot_hold_ferrinit_up_when
     running.close_stdin();
     assert_eq!(running.finish().code(), 0);
 }
+
+#[test]
+fn the_subreaper_sweep_finds_what_is_left_under_rlimit_nofile_6_after_a_stream_of_queued_signals() {
+    // The sweep lists /proc and opens each stat file: two descriptors, the two that RLIMIT_NOFILE 6
+    // leaves beyond stdio and ferrinit's wait. A stream of one queued signal, taken many at a
+    // time, must not have left ferrinit holding a descriptor for it once the child is gone.
+    // `-r RTMIN:0`: the stream is ferrinit's alone.
+    let rtmin = ferrinit_testkit::rtmin(0);
+    let drop_rtmin = format!("{rtmin}:0");
+    let script = r#""$0" straggler stubborn 0; read -r line; exit 7"#;
+    let mut command = as_process([
+        "--contain=subreaper",
+        "-r",
+        &drop_rtmin,
+        "--",
+        "sh",
+        "-c",
+        script,
+        probe_arg(),
+    ]);
+    ferrinit_testkit::limit_descriptors(&mut command, 6);
+    let mut running = Running::start(command);
+    let line = running.expect_stdout("straggler ");
+    let straggler: i32 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("straggler PID ready");
+    let init = running.pid();
+    queue_a_stream_while_stopped(init, rtmin);
+    running.close_stdin();
+    let exited = ferrinit_testkit::wait_for_exit_of(init, stall_timeout());
+    let left = ferrinit_testkit::is_alive(straggler);
+    if left {
+        // SAFETY: kill has no memory-safety preconditions; the straggler is the probe's.
+        unsafe { libc::kill(straggler, libc::SIGKILL) };
+    }
+    let out = running.finish();
+    assert!(exited && !left, "the straggler was left: {:?}", out.stderr);
+    assert_eq!(out.code(), 7, "{:?}", out.stderr);
+}
+
+/// Stops `pid`, queues a stream of `sig` at it, continues it and waits until it has taken the
+/// stream and waits again: found pending all at once, the stream is taken many at a time.
+fn queue_a_stream_while_stopped(pid: i32, sig: i32) {
+    let signal = |sig| {
+        // SAFETY: kill has no memory-safety preconditions; `pid` is our child.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    eventually("stopped", || process_state(pid).as_deref() == Some("T"));
+    for n in 0..200 {
+        ferrinit_testkit::sigqueue(pid, sig, n);
+    }
+    signal(libc::SIGCONT);
+    eventually("the stream taken, and waiting again", || {
+        status_field(pid, "ShdPnd").as_deref() == Some("0000000000000000")
+            && ferrinit_testkit::waits_for_signals_without_timeout(pid)
+    });
+}
+
+#[test]
+fn cgroup_level_stops_a_process_moved_out_of_the_cgroup_under_rlimit_nofile_10_after_a_stream_of_queued_signals()
+ {
+    if !require_root("this test runs as root") {
+        return;
+    }
+    // The outer ferrinit holds 8 descriptors (stdio, the cgroup's, its pipes) besides its
+    // signalfds, and closes one (the janitor's) before the sweep for what left the cgroup,
+    // which lists /proc and opens each stat file.
+    // `-r RTMIN:0`: the inner ferrinit drops the stream the outer one relays.
+    let rtmin = ferrinit_testkit::rtmin(0);
+    let drop_rtmin = format!("{rtmin}:0");
+    let command = as_process([
+        "--contain=cgroup",
+        "-r",
+        &drop_rtmin,
+        "--",
+        probe_arg(),
+        "marker",
+        "5",
+    ]);
+    let mut running = Running::start(command);
+    let marker = Marker::find(&running, running.pid());
+    queue_a_stream_while_stopped(running.pid(), rtmin);
+    // Lowered once it runs: its start-up needs more.
+    let rlimit = libc::rlimit {
+        rlim_cur: 10,
+        rlim_max: 10,
+    };
+    // SAFETY: prlimit reads a valid rlimit struct; the pid is our child.
+    let limited = unsafe {
+        libc::prlimit(
+            running.pid(),
+            libc::RLIMIT_NOFILE,
+            &rlimit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(limited, 0, "{}", std::io::Error::last_os_error());
+    std::fs::write(
+        own_cgroup_dir().join("cgroup.procs"),
+        marker.pid.to_string(),
+    )
+    .unwrap();
+    running.close_stdin();
+    let finished = running.finish();
+    let gone = marker.is_gone();
+    if !gone {
+        // SAFETY: kill has no memory-safety preconditions; the pid is pinned by our pidfd.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                marker.pidfd.as_raw_fd(),
+                9,
+                0,
+                0,
+            )
+        };
+    }
+    assert!(
+        gone,
+        "marker {} survived; {:?}",
+        marker.pid, finished.stderr
+    );
+    assert_eq!(finished.code(), 5, "{:?}", finished.stderr);
+}

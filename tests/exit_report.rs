@@ -697,3 +697,46 @@ fn the_subreaper_levels_sweep_is_counted_among_the_killed() {
     assert_eq!(json["killed"], 1, "{json}");
     assert_eq!(json["drained"], 0, "{json}");
 }
+
+/// Once ferrinit has waited for signals, under RLIMIT_NOFILE 4: its second wait would open a
+/// signalfd, in the one slot beyond stdio, which the OOM counter needs once the child is dead.
+#[test]
+fn an_oom_kill_after_ferrinit_has_waited_for_signals_is_named_under_rlimit_nofile_4() {
+    let Some(cgroup) = memory_cgroup(1, "oom-nofile-waited") else {
+        return;
+    };
+    let tail = tool("tail");
+    let script = r#"echo ready; read -r line; exec "$0" /dev/zero"#;
+    let mut command = as_process([
+        "-s".as_ref(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+        tail.as_os_str(),
+    ]);
+    cgroup.put(&mut command);
+    ferrinit_testkit::limit_descriptors(&mut command, 4);
+    let mut running = Running::start(command);
+    running.expect_stdout("ready");
+    let init = running.pid();
+    // SIGWINCH: forwarded to the shell, which ignores it. Taken by the first wait, after which
+    // ferrinit waits again.
+    // SAFETY: kill has no memory-safety preconditions; `init` is our child.
+    assert_eq!(unsafe { libc::kill(init, libc::SIGWINCH) }, 0);
+    ferrinit_testkit::eventually("ferrinit took SIGWINCH and waits again", || {
+        ferrinit_testkit::status_field(init, "ShdPnd").as_deref() == Some("0000000000000000")
+            && ferrinit_testkit::waits_for_signals_without_timeout(init)
+    });
+    running.write_stdin("go\n");
+    let out = running.finish();
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    assert!(
+        stderr_has(
+            &out,
+            "child killed by SIGKILL (9): the OOM killer acted in its memory cgroup meanwhile"
+        ),
+        "{:?}",
+        out.stderr
+    );
+}

@@ -248,3 +248,43 @@ fn fg_gives_the_terminal_to_the_child_of_a_ferrinit_started_in_the_background() 
     shell.type_text("exit\n");
     assert!(shell.finish().success());
 }
+
+#[test]
+fn after_a_stream_of_queued_signals_a_child_stopped_by_sigttin_still_gets_the_terminal_under_rlimit_nofile_5()
+ {
+    // ferrinit opens /dev/tty for each use, between its waits: RLIMIT_NOFILE 5 leaves two
+    // descriptors beyond stdio, and a stream of one queued signal, taken many at a time, must
+    // not leave both to ferrinit's signalfds. `-r RTMIN:0`: the stream is ferrinit's alone.
+    let rtmin = rtmin(0);
+    let drop_rtmin = format!("{rtmin}:0");
+    let script = r#"echo waiting; read -r go; exec "$0" tty-yield"#;
+    let mut command = as_process(["-r", &drop_rtmin, "--", "sh", "-c", script, probe_arg()]);
+    ferrinit_testkit::limit_descriptors(&mut command, 5);
+    let mut terminal = OnTerminal::start(command);
+    terminal.expect("waiting");
+    let init = terminal.pid();
+    let signal = |sig| {
+        // SAFETY: kill has no memory-safety preconditions; `init` is our ferrinit.
+        assert_eq!(unsafe { libc::kill(init, sig) }, 0);
+    };
+    // Stopped, ferrinit finds the whole stream pending when it goes on.
+    signal(libc::SIGSTOP);
+    ferrinit_testkit::eventually("ferrinit stopped", || {
+        ferrinit_testkit::process_state(init).as_deref() == Some("T")
+    });
+    for n in 0..200 {
+        ferrinit_testkit::sigqueue(init, rtmin, n);
+    }
+    signal(libc::SIGCONT);
+    ferrinit_testkit::eventually("the stream taken, and waiting again", || {
+        ferrinit_testkit::status_field(init, "ShdPnd").as_deref() == Some("0000000000000000")
+            && ferrinit_testkit::waits_for_signals_without_timeout(init)
+    });
+    // The child hands the foreground to ferrinit's group and reads: SIGTTIN stops it, and
+    // ferrinit gives the terminal back and continues it.
+    terminal.type_text("go\n");
+    terminal.expect("yielded");
+    terminal.type_text("back\n");
+    terminal.expect("read back");
+    assert!(terminal.finish().success());
+}

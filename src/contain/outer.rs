@@ -270,6 +270,8 @@ impl Outer {
             debug!("relaying {} to the inner ferrinit", received.sig);
             relay(self.inner, received.sig, received.queued.as_ref());
         };
+        // As after ferrinit's own main loop (supervise.rs): the sweep needs the descriptors.
+        signals.release_descriptor();
         if let Some(leaf) = &mut self.leaf {
             empty_and_remove(leaf, signals, &mut reaper);
             drop(self.janitor.take());

@@ -71,8 +71,9 @@ impl Picker {
         !self.held.is_empty()
     }
 
-    /// Closes the signalfds, for the drain, which wants every descriptor it can get (its waits
-    /// have deadlines). A later wait without one opens the wait's again.
+    /// Closes the signalfds, once the loop that waited without deadlines is over: what follows
+    /// (the drain, a sweep) wants every descriptor it can get, and its waits have deadlines. A
+    /// later wait without one opens the wait's again.
     pub(super) fn release_descriptors(&mut self) {
         if let Descriptor::Open(fd) = std::mem::replace(&mut self.wait_fd, Descriptor::Wanted) {
             close(fd);
@@ -119,7 +120,7 @@ impl Picker {
         match self.wait_fd {
             Descriptor::Unopened => self.wait_fd = Descriptor::Wanted,
             Descriptor::Wanted => {
-                self.wait_fd = open_signalfd(collected(), libc::SFD_CLOEXEC)
+                self.wait_fd = open_leaving_room(collected(), libc::SFD_CLOEXEC)
                     .map_or(Descriptor::Unavailable, Descriptor::Open)
             }
             _ => {}
@@ -287,11 +288,32 @@ pub(super) fn open_signalfd(set: KernelSet, flags: libc::c_int) -> Option<i32> {
 
 /// The batch signalfd: `fd` narrowed to `sig`, or a new one for it if `fd` is -1.
 fn open_or_narrow(fd: i32, sig: i32) -> Option<i32> {
-    let narrowed = signalfd4(fd, bit(sig), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-    if narrowed.is_none() && fd >= 0 {
+    let flags = libc::SFD_CLOEXEC | libc::SFD_NONBLOCK;
+    if fd < 0 {
+        return open_leaving_room(bit(sig), flags);
+    }
+    let narrowed = signalfd4(fd, bit(sig), flags);
+    if narrowed.is_none() {
         close(fd);
     }
     narrowed
+}
+
+/// A signalfd for `set`, unless it would take the last descriptor RLIMIT_NOFILE leaves: while
+/// ferrinit waits, /dev/tty (job control), stderr (the log) and the OOM counter are each opened
+/// for a moment, and without that slot job control stops working. The signalfds only save
+/// system calls; the waits go on without them. Checked as each is opened, with a copy closed
+/// at once.
+fn open_leaving_room(set: KernelSet, flags: libc::c_int) -> Option<i32> {
+    let fd = signalfd4(-1, set, flags)?;
+    // SAFETY: F_DUPFD_CLOEXEC on our own signalfd; the copy, if any, is closed below.
+    let spare = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if spare < 0 {
+        close(fd);
+        return None;
+    }
+    close(spare);
+    Some(fd)
 }
 
 fn signalfd4(fd: i32, set: KernelSet, flags: libc::c_int) -> Option<i32> {
@@ -310,7 +332,7 @@ fn signalfd4(fd: i32, set: KernelSet, flags: libc::c_int) -> Option<i32> {
 }
 
 fn close(fd: i32) {
-    // SAFETY: one of our own signalfds, which its owner forgets.
+    // SAFETY: one of our own signalfds (or a copy), which its owner forgets.
     unsafe { libc::close(fd) };
 }
 
