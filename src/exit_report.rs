@@ -113,7 +113,7 @@ impl Watch {
             return;
         };
         let oom_killed = if sig == Sig::KILL {
-            self.oom_counter.as_ref().map(OomCounter::rose)
+            self.oom_counter.as_ref().and_then(OomCounter::rose)
         } else {
             Some(false)
         };
@@ -336,8 +336,10 @@ impl OomCounter {
     }
 
     /// Whether the OOM killer killed anything in the cgroup since the start.
-    fn rose(&self) -> bool {
-        read_counter(Descriptors::Close).is_some_and(|now| now > self.before)
+    /// `None` if the counter cannot be read now (no descriptor left, say): then ferrinit cannot
+    /// tell, and must not claim it was not the OOM killer.
+    fn rose(&self) -> Option<bool> {
+        read_counter(Descriptors::Close).map(|now| now > self.before)
     }
 }
 

@@ -740,3 +740,39 @@ fn an_oom_kill_after_ferrinit_has_waited_for_signals_is_named_under_rlimit_nofil
         out.stderr
     );
 }
+
+/// A SIGKILL of the child under `ferrinit -s -- probe wait`, with ferrinit's RLIMIT_NOFILE
+/// lowered to `limit` once the child is ready; ferrinit's stderr.
+fn sigkill_with_descriptors_lowered_to(limit: u64) -> Finished {
+    let running = Running::start(as_process(["-s", "--", probe_arg(), "wait"]));
+    running.expect_stdout("ready");
+    let init = running.pid();
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit reads a valid rlimit; ferrinit is our child.
+    let lowered =
+        unsafe { libc::prlimit(init, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()) };
+    assert_eq!(lowered, 0, "{}", std::io::Error::last_os_error());
+    let child = ferrinit_testkit::children_of(init)[0];
+    // SAFETY: kill has no memory-safety preconditions; the probe is ferrinit's child.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let out = running.finish();
+    assert_eq!(out.code(), 137, "{:?}", out.stderr);
+    out
+}
+
+#[test]
+fn a_sigkill_is_never_said_not_to_be_the_oom_killer_when_the_counter_cannot_be_read_again() {
+    // With room, this host's memory cgroup counter tells (else the test could not fail).
+    let out = sigkill_with_descriptors_lowered_to(64);
+    assert!(stderr_has(&out, "not the OOM killer"), "{:?}", out.stderr);
+    // With 0, 1 and 2 alone, the counter cannot be opened at the child's death.
+    let out = sigkill_with_descriptors_lowered_to(3);
+    assert!(
+        stderr_has(&out, "possibly the OOM killer"),
+        "{:?}",
+        out.stderr
+    );
+}
