@@ -319,19 +319,22 @@ fn cgroup_level_with_a_grace_period_drains_first() {
     if !require_root("this test runs as root") {
         return;
     }
+    // The child waits for the test to have found the leaf: a child that exited at once could
+    // have its straggler drained and the leaf removed before the test looked.
     let command = as_process([
         "--contain=cgroup",
         "-t",
         "30s",
         "--",
+        "sh",
+        "-c",
+        r#""$0" straggler term 0; read -r line; exit 4"#,
         probe_arg(),
-        "straggler",
-        "term",
-        "4",
     ]);
-    let running = Running::start(command);
+    let mut running = Running::start(command);
     running.expect_stdout("straggler");
     let leaf = leaf_of(running.pid());
+    running.close_stdin();
     running.expect_stdout("straggler got SIGTERM");
     assert_eq!(running.finish().code(), 4);
     assert!(!leaf.exists(), "{leaf:?} was left behind");
