@@ -61,10 +61,10 @@ impl Picker {
         if self.held.is_empty() && std::mem::take(&mut self.backlog) {
             self.take_round();
         }
-        if self.held.is_empty() {
-            self.wait(deadline)?;
+        match self.held.pop_front() {
+            Some(received) => Some(received),
+            None => self.wait(deadline),
         }
-        self.held.pop_front()
     }
 
     pub(super) fn holds_one(&self) -> bool {
@@ -83,8 +83,9 @@ impl Picker {
         }
     }
 
-    /// Takes at least one signal into `held`, or returns `None` once `deadline` has passed.
-    fn wait(&mut self, deadline: Option<Instant>) -> Option<()> {
+    /// Takes at least one signal, returning the first and holding the other one a read may
+    /// bring; `None` once `deadline` has passed. Called with nothing held.
+    fn wait(&mut self, deadline: Option<Instant>) -> Option<Received> {
         // Only a wait without a deadline reads the signalfd: the drain's waits, which have
         // deadlines, must not open it (the drain wants every descriptor it can get).
         let fd = if deadline.is_none() {
@@ -99,7 +100,7 @@ impl Picker {
                     for received in &self.held {
                         self.order.note(received.sig.0, 1);
                     }
-                    return Some(());
+                    return self.held.pop_front();
                 }
                 // The descriptor failed us: wait without it from now on.
                 _ => {
@@ -109,11 +110,11 @@ impl Picker {
             }
         }
         // With a deadline, or without a signalfd: one at a time, and then look again.
+        // Handed out at once, not held: a child that exits at once costs no allocation.
         let received = wait(collected(), deadline).ok()?;
         self.order.note(received.sig.0, 1);
-        self.held.push_back(received);
         self.backlog = true;
-        Some(())
+        Some(received)
     }
 
     fn wait_fd(&mut self) -> Option<i32> {
