@@ -38,6 +38,9 @@ pub(super) struct Picker {
     /// A second signalfd, for many of one queued signal in one read: the signal its mask holds,
     /// and the descriptor. Only while the wait's is open.
     batch: Option<(i32, i32)>,
+    /// The batch signalfd could not be had (no room for it): not tried again until the
+    /// descriptors are released, so that a run does not pay for a failing open every round.
+    batch_refused: bool,
 }
 
 /// The wait's signalfd.
@@ -81,6 +84,7 @@ impl Picker {
         if let Some((fd, _)) = self.batch.take() {
             close(fd);
         }
+        self.batch_refused = false;
     }
 
     /// Takes at least one signal, returning the first and holding the other one a read may
@@ -171,11 +175,18 @@ impl Picker {
         let Descriptor::Open(_) = self.wait_fd else {
             return None;
         };
+        if self.batch_refused {
+            return None;
+        }
         let fd = match self.batch.take() {
-            Some((fd, narrowed)) if narrowed == sig => fd,
+            Some((fd, narrowed)) if narrowed == sig => Some(fd),
             // signalfd4 on a signalfd sets its mask anew.
-            Some((fd, _)) => open_or_narrow(fd, sig)?,
-            None => open_or_narrow(-1, sig)?,
+            Some((fd, _)) => open_or_narrow(fd, sig),
+            None => open_or_narrow(-1, sig),
+        };
+        let Some(fd) = fd else {
+            self.batch_refused = true;
+            return None;
         };
         self.batch = Some((fd, sig));
         match read_into(fd, share as usize, &mut self.held) {
