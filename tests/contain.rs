@@ -1064,20 +1064,7 @@ fn cgroup_level_stops_a_process_moved_out_of_the_cgroup_under_rlimit_nofile_10_a
     let marker = Marker::find(&running, running.pid());
     queue_a_stream_while_stopped(running.pid(), rtmin);
     // Lowered once it runs: its start-up needs more.
-    let rlimit = libc::rlimit {
-        rlim_cur: 10,
-        rlim_max: 10,
-    };
-    // SAFETY: prlimit reads a valid rlimit struct; the pid is our child.
-    let limited = unsafe {
-        libc::prlimit(
-            running.pid(),
-            libc::RLIMIT_NOFILE,
-            &rlimit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(limited, 0, "{}", std::io::Error::last_os_error());
+    ferrinit_testkit::limit_descriptors_of(running.pid(), 10);
     std::fs::write(
         own_cgroup_dir().join("cgroup.procs"),
         marker.pid.to_string(),

@@ -747,14 +747,7 @@ fn sigkill_with_descriptors_lowered_to(limit: u64) -> Finished {
     let running = Running::start(as_process(["-s", "--", probe_arg(), "wait"]));
     running.expect_stdout("ready");
     let init = running.pid();
-    let rlimit = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: limit,
-    };
-    // SAFETY: prlimit reads a valid rlimit; ferrinit is our child.
-    let lowered =
-        unsafe { libc::prlimit(init, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()) };
-    assert_eq!(lowered, 0, "{}", std::io::Error::last_os_error());
+    ferrinit_testkit::limit_descriptors_of(init, limit);
     let child = ferrinit_testkit::children_of(init)[0];
     // SAFETY: kill has no memory-safety preconditions; the probe is ferrinit's child.
     unsafe { libc::kill(child, libc::SIGKILL) };

@@ -351,26 +351,6 @@ fn as_pid1_the_drain_waits_for_processes_that_joined_the_namespace() {
     );
 }
 
-/// Lowers the soft RLIMIT_NOFILE of a running process to `limit`.
-fn limit_descriptors(pid: i32, limit: u64) {
-    let mut rlimit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit reads and writes valid rlimit structs; the pid is our child.
-    unsafe {
-        assert_eq!(
-            libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut rlimit),
-            0
-        );
-        rlimit.rlim_cur = limit;
-        assert_eq!(
-            libc::prlimit(pid, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()),
-            0
-        );
-    }
-}
-
 /// `ferrinit -s -t 1h OPTIONS` over three stragglers that report TERM, with at most
 /// `descriptors` descriptors once they are ready; the child exits 7. Returns ferrinit's stderr.
 fn three_stragglers_get_term_with_descriptors(options: &[&str], descriptors: u64) -> Vec<String> {
@@ -382,7 +362,7 @@ fn three_stragglers_get_term_with_descriptors(options: &[&str], descriptors: u64
     for _ in 0..3 {
         running.expect_stdout(" ready");
     }
-    limit_descriptors(running.pid(), descriptors);
+    ferrinit_testkit::limit_descriptors_of(running.pid(), descriptors);
     running.close_stdin();
     for _ in 0..3 {
         running.expect_stdout("straggler got SIGTERM");

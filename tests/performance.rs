@@ -2,8 +2,8 @@
 //! many signals one that is pending can wait behind in a storm.
 
 use ferrinit_testkit::{
-    Running, as_pid1, as_process, children_of, clean_command, eventually, have, probe,
-    process_state, rtmin, scratch_dir, sigqueue,
+    Running, as_pid1, as_process, children_of, clean_command, eventually, have,
+    limit_descriptors_of, probe, process_state, rtmin, scratch_dir, sigqueue,
 };
 
 fn probe_arg() -> &'static str {
@@ -150,14 +150,7 @@ fn queued_storm(name: &str, storm: &[i32], got: &str, descriptors: Option<u64>) 
         send(init, sig);
     }
     if let Some(limit) = descriptors {
-        let rlimit = libc::rlimit {
-            rlim_cur: limit,
-            rlim_max: limit,
-        };
-        // SAFETY: prlimit reads a valid rlimit; ferrinit is ours.
-        let lowered =
-            unsafe { libc::prlimit(init, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()) };
-        assert_eq!(lowered, 0, "{}", std::io::Error::last_os_error());
+        limit_descriptors_of(init, limit);
     }
     send(init, libc::SIGCONT);
     for _ in storm {

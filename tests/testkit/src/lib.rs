@@ -612,6 +612,31 @@ pub fn limit_descriptors(command: &mut Command, limit: u64) {
     }
 }
 
+/// Lowers the soft RLIMIT_NOFILE of the running process `pid` to `limit` (its descriptors open
+/// stay open; later opens need room under the limit).
+pub fn limit_descriptors_of(pid: i32, limit: u64) {
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads and writes valid rlimit structs.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut rlimit),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        rlimit.rlim_cur = limit;
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut()),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// A signal number by name, glibc's SIGRTMIN included, for building command lines.
 pub fn rtmin(offset: i32) -> i32 {
     libc::SIGRTMIN() + offset
